@@ -1,0 +1,59 @@
+// Typed errors with stable codes: one registry, each code documented. Errors cross NATS
+// as { code, message } and are rebuilt by code on the other side.
+
+export const ErrorCodes = {
+  INVALID_MESSAGE: 'a message read from NATS or HTTP failed its schema; the message names the field',
+  UNKNOWN_CALL: 'a call type the receiver does not know',
+  UNKNOWN_FRAMEWORK: 'the framework id is not subscribed (subscribe again)',
+  UNKNOWN_AGENT: 'the agent id is not registered with the leading master (register again)',
+  UNKNOWN_OFFER: 'the offer was rescinded, expired or already used',
+  UNKNOWN_TASK: 'no task with that id is known',
+  INVALID_OPERATION: 'an ACCEPT operation does not fit its offers (resources, roles, duplicate task id)',
+  STALE_EPOCH: 'a command carried the epoch of a master that no longer leads (fencing)',
+  NOT_LEADER: 'this master is a standby; talk to the leader',
+  NO_RESPONDERS: 'nobody serves the subject (no leading master, or the agent is gone)',
+  TIMEOUT: 'a request got no answer in time',
+  INVALID_RESOURCES: 'a resource string or list could not be parsed, or is inconsistent',
+  INVALID_CONFIG: 'a flag or environment variable has a bad value',
+  CONTAINER_ERROR: 'the containerizer could not create, start or watch a container',
+  IMAGE_PULL_FAILED: 'the image is not present locally and could not be pulled',
+  INTERNAL: 'an unexpected failure; the message says where',
+} as const
+
+export type ErrorCode = keyof typeof ErrorCodes
+
+export class RegattaError extends Error {
+  readonly code: ErrorCode
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.code = code
+    this.name = 'RegattaError'
+  }
+
+  toWire(): WireError {
+    return { code: this.code, message: this.message }
+  }
+
+  static fromWire(w: WireError): RegattaError {
+    const code = (w.code in ErrorCodes ? w.code : 'INTERNAL') as ErrorCode
+    return new RegattaError(code, w.message)
+  }
+
+  /** Wraps anything thrown into a RegattaError, keeping a RegattaError as it is. */
+  static from(err: unknown, code: ErrorCode = 'INTERNAL'): RegattaError {
+    if (err instanceof RegattaError) return err
+    const message = err instanceof Error ? err.message : String(err)
+    return new RegattaError(code, message, { cause: err })
+  }
+}
+
+export interface WireError {
+  code: string
+  message: string
+}
+
+export function isWireError(v: unknown): v is { error: WireError } {
+  return typeof v === 'object' && v !== null && 'error' in v &&
+    typeof (v as { error: unknown }).error === 'object' && (v as { error: WireError | null }).error !== null &&
+    typeof (v as { error: WireError }).error.code === 'string'
+}

@@ -1,0 +1,53 @@
+// Messages between agents and the leading master.
+import { Type, type Static } from '@sinclair/typebox'
+import { Attributes, Resource } from './resources.js'
+import { TaskInfo, TaskStatus } from './tasks.js'
+
+export const AgentInfo = Type.Object({
+  /** Chosen by the agent once and kept in its work dir, so a restarted agent is the same agent. */
+  id: Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9._-]+$' }),
+  hostname: Type.String({ maxLength: 256 }),
+  pool: Type.String({ minLength: 1, maxLength: 128 }),
+  attributes: Attributes,
+  resources: Type.Array(Resource, { maxItems: 256 }),
+  containerizer: Type.Union([Type.Literal('docker'), Type.Literal('process')]),
+  version: Type.Optional(Type.String()),
+})
+export type AgentInfo = Static<typeof AgentInfo>
+
+/** Register (or re-register after a restart or a master failover) with the tasks the agent runs. */
+export const RegisterAgent = Type.Object({
+  agent: AgentInfo,
+  tasks: Type.Array(Type.Object({ task: TaskInfo, status: TaskStatus }), { maxItems: 100_000 }),
+})
+export type RegisterAgent = Static<typeof RegisterAgent>
+
+export const AgentRegistered = Type.Object({
+  agentId: Type.String(),
+  epoch: Type.Integer({ minimum: 0 }),
+  heartbeatIntervalMs: Type.Integer({ minimum: 1 }),
+  /** Tasks the master knows on this agent but the agent did not report (the agent should kill them if it finds them). */
+  killTaskIds: Type.Optional(Type.Array(Type.String())),
+})
+export type AgentRegistered = Static<typeof AgentRegistered>
+
+export const AgentHeartbeat = Type.Object({
+  agentId: Type.String({ minLength: 1 }),
+  /** Resources currently estimated as revocable (oversubscription); absent when not estimated. */
+  revocable: Type.Optional(Type.Array(Resource)),
+})
+export type AgentHeartbeat = Static<typeof AgentHeartbeat>
+
+export const HeartbeatReply = Type.Object({ epoch: Type.Integer({ minimum: 0 }) })
+export type HeartbeatReply = Static<typeof HeartbeatReply>
+
+/** Commands from the leading master to one agent; each carries the master's epoch (fencing). */
+export const AgentCommand = Type.Union([
+  Type.Object({ type: Type.Literal('LAUNCH'), epoch: Type.Integer(), tasks: Type.Array(TaskInfo, { minItems: 1, maxItems: 10_000 }) }),
+  Type.Object({ type: Type.Literal('KILL'), epoch: Type.Integer(), frameworkId: Type.String(), taskId: Type.String(), gracePeriodMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+  Type.Object({ type: Type.Literal('SHUTDOWN_FRAMEWORK'), epoch: Type.Integer(), frameworkId: Type.String() }),
+])
+export type AgentCommand = Static<typeof AgentCommand>
+
+export const CommandReply = Type.Object({ ok: Type.Literal(true) })
+export type CommandReply = Static<typeof CommandReply>

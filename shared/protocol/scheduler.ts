@@ -1,0 +1,87 @@
+// The framework (scheduler) API: calls a framework sends the master and the events it receives.
+import { Type, type Static } from '@sinclair/typebox'
+import { Attributes, Resource } from './resources.js'
+import { TaskSpec, TaskStatus } from './tasks.js'
+
+const Id = Type.String({ minLength: 1, maxLength: 256 })
+
+export const FrameworkInfo = Type.Object({
+  /** Set when re-subscribing after a failover. */
+  id: Type.Optional(Id),
+  name: Type.String({ minLength: 1, maxLength: 256 }),
+  /** Roles the framework takes resources under, e.g. `ci/main`; nested roles use `/`. */
+  roles: Type.Array(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$' }), { minItems: 1, maxItems: 64 }),
+  /** Opt in to revocable (oversubscribed) resources. */
+  revocable: Type.Optional(Type.Boolean()),
+  /** How long the master keeps the framework's tasks after it disconnects. */
+  failoverTimeoutMs: Type.Optional(Type.Integer({ minimum: 0 })),
+  principal: Type.Optional(Type.String({ maxLength: 128 })),
+})
+export type FrameworkInfo = Static<typeof FrameworkInfo>
+
+export const Filters = Type.Object({
+  /** Do not offer these agents' resources back to this framework for this long (default 5 s). */
+  refuseSeconds: Type.Optional(Type.Number({ minimum: 0, maximum: 31_536_000 })),
+})
+export type Filters = Static<typeof Filters>
+
+export const Operation = Type.Union([
+  Type.Object({ type: Type.Literal('LAUNCH'), tasks: Type.Array(TaskSpec, { minItems: 1, maxItems: 10_000 }) }),
+])
+export type Operation = Static<typeof Operation>
+
+export const Call = Type.Union([
+  Type.Object({ type: Type.Literal('SUBSCRIBE'), framework: FrameworkInfo }),
+  Type.Object({ type: Type.Literal('ACCEPT'), frameworkId: Id, offerIds: Type.Array(Id, { minItems: 1, maxItems: 1000 }), operations: Type.Array(Operation, { maxItems: 1000 }), filters: Type.Optional(Filters) }),
+  Type.Object({ type: Type.Literal('DECLINE'), frameworkId: Id, offerIds: Type.Array(Id, { minItems: 1, maxItems: 100_000 }), filters: Type.Optional(Filters) }),
+  Type.Object({ type: Type.Literal('REVIVE'), frameworkId: Id, roles: Type.Optional(Type.Array(Type.String())) }),
+  Type.Object({ type: Type.Literal('SUPPRESS'), frameworkId: Id, roles: Type.Optional(Type.Array(Type.String())) }),
+  Type.Object({ type: Type.Literal('KILL'), frameworkId: Id, taskId: Id, agentId: Type.Optional(Id), gracePeriodMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+  Type.Object({ type: Type.Literal('ACKNOWLEDGE'), frameworkId: Id, taskId: Id, agentId: Type.Optional(Id), uuid: Id }),
+  Type.Object({ type: Type.Literal('RECONCILE'), frameworkId: Id, tasks: Type.Array(Type.Object({ taskId: Id, agentId: Type.Optional(Id) }), { maxItems: 100_000 }) }),
+  Type.Object({ type: Type.Literal('TEARDOWN'), frameworkId: Id }),
+  /** Tells the master the framework is alive (frameworks reach the master only over NATS). */
+  Type.Object({ type: Type.Literal('KEEPALIVE'), frameworkId: Id }),
+])
+export type Call = Static<typeof Call>
+export type CallType = Call['type']
+
+export const Offer = Type.Object({
+  id: Id,
+  frameworkId: Id,
+  agentId: Id,
+  hostname: Type.String(),
+  pool: Type.String(),
+  attributes: Attributes,
+  /** The role the resources are allocated to. */
+  role: Type.String(),
+  resources: Type.Array(Resource),
+})
+export type Offer = Static<typeof Offer>
+
+export const Event = Type.Union([
+  Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: Id, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
+  Type.Object({ type: Type.Literal('OFFERS'), offers: Type.Array(Offer) }),
+  Type.Object({ type: Type.Literal('RESCIND'), offerId: Id }),
+  Type.Object({ type: Type.Literal('UPDATE'), status: TaskStatus }),
+  Type.Object({ type: Type.Literal('FAILURE'), agentId: Id, message: Type.Optional(Type.String()) }),
+  Type.Object({ type: Type.Literal('HEARTBEAT') }),
+  Type.Object({ type: Type.Literal('ERROR'), message: Type.String(), code: Type.Optional(Type.String()) }),
+])
+export type Event = Static<typeof Event>
+
+/** What the master answers to a call: SUBSCRIBE gets SUBSCRIBED, every other call `{ ok: true }`. */
+export const CallReply = Type.Union([
+  Type.Object({ ok: Type.Literal(true) }),
+  Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: Id, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
+])
+export type CallReply = Static<typeof CallReply>
+
+/** One chunk of a task's output, published on the framework's output subject. */
+export const OutputChunk = Type.Object({
+  taskId: Id,
+  stream: Type.Union([Type.Literal('stdout'), Type.Literal('stderr')]),
+  seq: Type.Integer({ minimum: 0 }),
+  data: Type.String(),
+})
+export type OutputChunk = Static<typeof OutputChunk>

@@ -1,0 +1,73 @@
+// Wire schema of tasks: what a framework launches and the status updates it gets back.
+import { Type, type Static } from '@sinclair/typebox'
+import { Resource } from './resources.js'
+
+export const TASK_STATES = [
+  'STAGING', 'STARTING', 'RUNNING',
+  'FINISHED', 'FAILED', 'KILLED', 'LOST', 'ERROR', 'DROPPED', 'GONE', 'UNREACHABLE',
+] as const
+export type TaskState = (typeof TASK_STATES)[number]
+export const TaskState = Type.Union(TASK_STATES.map((s) => Type.Literal(s)))
+
+const TERMINAL = new Set<TaskState>(['FINISHED', 'FAILED', 'KILLED', 'LOST', 'ERROR', 'DROPPED', 'GONE'])
+/** Terminal states end a task for good; UNREACHABLE is not terminal (the agent may come back). */
+export function isTerminal(state: TaskState): boolean {
+  return TERMINAL.has(state)
+}
+
+export const ContainerInfo = Type.Object({
+  /** Docker image; absent for the process containerizer (or to use the agent's default image). */
+  image: Type.Optional(Type.String({ minLength: 1, maxLength: 512 })),
+  /** argv; use ["sh", "-c", "..."] for a shell line. */
+  command: Type.Array(Type.String({ maxLength: 131072 }), { minItems: 1, maxItems: 4096 }),
+  env: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 131072 }))),
+  /** Working directory inside the container (default: the sandbox, `/sandbox` in Docker). */
+  workdir: Type.Optional(Type.String({ maxLength: 1024 })),
+  /** Docker network mode; `none` unless asked for. */
+  network: Type.Optional(Type.Union([Type.Literal('none'), Type.Literal('host')])),
+  /** Host paths of the sandbox to mount into the container, relative to the sandbox. */
+  mounts: Type.Optional(Type.Array(Type.Object({
+    source: Type.String({ maxLength: 1024 }),
+    target: Type.String({ maxLength: 1024 }),
+    readOnly: Type.Optional(Type.Boolean()),
+  }), { maxItems: 64 })),
+})
+export type ContainerInfo = Static<typeof ContainerInfo>
+
+/** A task as a framework asks for it in ACCEPT/LAUNCH. */
+export const TaskSpec = Type.Object({
+  taskId: Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9._:/@+-]+$' }),
+  name: Type.Optional(Type.String({ maxLength: 256 })),
+  resources: Type.Array(Resource, { maxItems: 64 }),
+  container: ContainerInfo,
+  /** How long a kill waits between SIGTERM and SIGKILL. */
+  killGracePeriodMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 3_600_000 })),
+  labels: Type.Optional(Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 }))),
+  /** Stream the task's stdout/stderr to the framework on its output subject. */
+  streamOutput: Type.Optional(Type.Boolean()),
+})
+export type TaskSpec = Static<typeof TaskSpec>
+
+/** A task as the master sends it to an agent. */
+export const TaskInfo = Type.Composite([TaskSpec, Type.Object({
+  frameworkId: Type.String(),
+  agentId: Type.String(),
+  role: Type.String(),
+})])
+export type TaskInfo = Static<typeof TaskInfo>
+
+export const TaskStatus = Type.Object({
+  taskId: Type.String({ minLength: 1, maxLength: 256 }),
+  frameworkId: Type.String({ minLength: 1, maxLength: 256 }),
+  agentId: Type.Optional(Type.String()),
+  state: TaskState,
+  /** Set on updates that must be acknowledged; absent on reconciliation answers. */
+  uuid: Type.Optional(Type.String()),
+  source: Type.Union([Type.Literal('agent'), Type.Literal('master')]),
+  reason: Type.Optional(Type.String({ maxLength: 128 })),
+  message: Type.Optional(Type.String({ maxLength: 8192 })),
+  exitCode: Type.Optional(Type.Integer()),
+  /** ms since the epoch */
+  timestamp: Type.Number(),
+})
+export type TaskStatus = Static<typeof TaskStatus>

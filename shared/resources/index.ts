@@ -1,0 +1,223 @@
+// Resource arithmetic (Mesos semantics): scalars and ranges, each possibly reserved for a role
+// and possibly revocable. Resources with the same identity (name, role, principal, revocable)
+// merge; others stay apart. Scalars are kept in fixed point (0.001) as Mesos does, so that
+// repeated add/subtract never drifts.
+import type { Range, Resource } from '../protocol/resources.js'
+import { RegattaError } from '../errors/index.js'
+
+export type { Range, Resource }
+
+/** The unreserved role, as in Mesos. */
+export const ANY_ROLE = '*'
+
+const round = (x: number): number => Math.round(x * 1000) / 1000
+
+function identity(r: Resource): string {
+  return `${r.name}\u0000${r.role ?? ''}\u0000${r.principal ?? ''}\u0000${r.revocable ? 1 : 0}`
+}
+
+function sameIdentity(a: Resource, b: Resource): boolean {
+  return a.name === b.name && (a.role ?? undefined) === (b.role ?? undefined) &&
+    (a.principal ?? undefined) === (b.principal ?? undefined) && !!a.revocable === !!b.revocable
+}
+
+function isEmpty(r: Resource): boolean {
+  if (r.ranges !== undefined) return r.ranges.length === 0
+  return (r.scalar ?? 0) <= 0
+}
+
+function cloneShape(r: Resource): Resource {
+  const out: Resource = { name: r.name }
+  if (r.role !== undefined) out.role = r.role
+  if (r.principal !== undefined) out.principal = r.principal
+  if (r.revocable) out.revocable = true
+  return out
+}
+
+/** Sorted, merged, non-overlapping ranges. */
+export function normalizeRanges(ranges: readonly Range[]): Range[] {
+  const sorted = ranges.filter((r) => r.end >= r.begin).map((r) => ({ begin: r.begin, end: r.end }))
+  sorted.sort((a, b) => a.begin - b.begin)
+  const out: Range[] = []
+  for (const r of sorted) {
+    const last = out[out.length - 1]
+    if (last && r.begin <= last.end + 1) last.end = Math.max(last.end, r.end)
+    else out.push(r)
+  }
+  return out
+}
+
+function rangesSubtract(a: readonly Range[], b: readonly Range[]): Range[] {
+  let out = normalizeRanges(a)
+  for (const cut of normalizeRanges(b)) {
+    const next: Range[] = []
+    for (const r of out) {
+      if (cut.end < r.begin || cut.begin > r.end) { next.push(r); continue }
+      if (cut.begin > r.begin) next.push({ begin: r.begin, end: cut.begin - 1 })
+      if (cut.end < r.end) next.push({ begin: cut.end + 1, end: r.end })
+    }
+    out = next
+  }
+  return out
+}
+
+function rangesContain(a: readonly Range[], b: readonly Range[]): boolean {
+  const have = normalizeRanges(a)
+  return normalizeRanges(b).every((need) => have.some((r) => r.begin <= need.begin && need.end <= r.end))
+}
+
+export function rangesSize(ranges: readonly Range[]): number {
+  return ranges.reduce((n, r) => n + (r.end - r.begin + 1), 0)
+}
+
+/** Merges resources of the same identity and drops empty ones. */
+export function normalize(rs: readonly Resource[]): Resource[] {
+  const byId = new Map<string, Resource>()
+  for (const r of rs) {
+    const key = identity(r)
+    const cur = byId.get(key)
+    if (!cur) {
+      const copy = cloneShape(r)
+      if (r.ranges !== undefined) copy.ranges = normalizeRanges(r.ranges)
+      else copy.scalar = round(r.scalar ?? 0)
+      byId.set(key, copy)
+    } else if (cur.ranges !== undefined || r.ranges !== undefined) {
+      cur.ranges = normalizeRanges([...(cur.ranges ?? []), ...(r.ranges ?? [])])
+      delete cur.scalar
+    } else {
+      cur.scalar = round((cur.scalar ?? 0) + (r.scalar ?? 0))
+    }
+  }
+  return [...byId.values()].filter((r) => !isEmpty(r))
+}
+
+export function add(a: readonly Resource[], b: readonly Resource[]): Resource[] {
+  return normalize([...a, ...b])
+}
+
+/** a - b; what b takes beyond a is ignored (callers check `contains` first when that matters). */
+export function subtract(a: readonly Resource[], b: readonly Resource[]): Resource[] {
+  const out = normalize(a)
+  for (const take of normalize(b)) {
+    const have = out.find((r) => sameIdentity(r, take))
+    if (!have) continue
+    if (have.ranges !== undefined) have.ranges = rangesSubtract(have.ranges, take.ranges ?? [])
+    else have.scalar = Math.max(0, round((have.scalar ?? 0) - (take.scalar ?? 0)))
+  }
+  return out.filter((r) => !isEmpty(r))
+}
+
+/** Whether a holds all of b, identity by identity. */
+export function contains(a: readonly Resource[], b: readonly Resource[]): boolean {
+  const have = normalize(a)
+  return normalize(b).every((need) => {
+    const h = have.find((r) => sameIdentity(r, need))
+    if (!h) return false
+    if (need.ranges !== undefined) return rangesContain(h.ranges ?? [], need.ranges)
+    return round((h.scalar ?? 0) - (need.scalar ?? 0)) >= 0
+  })
+}
+
+/** Drops reservations and the revocable mark (optionally re-marking everything for one role). */
+export function flatten(rs: readonly Resource[], role?: string): Resource[] {
+  return normalize(rs.map((r) => {
+    const out: Resource = { name: r.name }
+    if (r.ranges !== undefined) out.ranges = r.ranges
+    else out.scalar = r.scalar ?? 0
+    if (role !== undefined && role !== ANY_ROLE) out.role = role
+    return out
+  }))
+}
+
+/** The sum of one scalar over all identities. */
+export function scalar(rs: readonly Resource[], name: string): number {
+  let n = 0
+  for (const r of rs) if (r.name === name && r.scalar !== undefined) n += r.scalar
+  return round(n)
+}
+
+/** Totals of every scalar by name (ranges counted by size). */
+export function totals(rs: readonly Resource[]): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const r of rs) {
+    const v = r.ranges !== undefined ? rangesSize(r.ranges) : (r.scalar ?? 0)
+    out[r.name] = round((out[r.name] ?? 0) + v)
+  }
+  return out
+}
+
+export function filter(rs: readonly Resource[], pred: (r: Resource) => boolean): Resource[] {
+  return rs.filter(pred)
+}
+
+/** Resources a framework in `role` may be offered: unreserved ones and those reserved for the role or an ancestor. */
+export function usableBy(rs: readonly Resource[], role: string): Resource[] {
+  return rs.filter((r) => r.role === undefined || r.role === ANY_ROLE || r.role === role || role.startsWith(`${r.role}/`))
+}
+
+export function isRevocable(r: Resource): boolean {
+  return r.revocable === true
+}
+
+/**
+ * Parses the agent's `--resources` syntax: `cpus:2;mem:4096;disk:20000;ports:[31000-32000]`,
+ * with an optional reservation `cpus(ci/main):1`. Errors name the bad part.
+ */
+export function parseResources(text: string): Resource[] {
+  const out: Resource[] = []
+  for (const rawPart of text.split(';')) {
+    const part = rawPart.trim()
+    if (part === '') continue
+    const m = /^([A-Za-z][A-Za-z0-9_-]*)(?:\(([^()]+)\))?\s*:\s*(.+)$/.exec(part)
+    if (!m) throw new RegattaError('INVALID_RESOURCES', `bad resource "${part}": expected name:value or name(role):value`)
+    const [, name, role, value] = m as unknown as [string, string, string | undefined, string]
+    const r: Resource = { name }
+    if (role !== undefined && role !== ANY_ROLE) r.role = role
+    const v = value.trim()
+    if (v.startsWith('[')) {
+      if (!v.endsWith(']')) throw new RegattaError('INVALID_RESOURCES', `bad ranges for "${name}": ${v}`)
+      const ranges: Range[] = []
+      for (const piece of v.slice(1, -1).split(',')) {
+        const p = piece.trim()
+        if (p === '') continue
+        const rm = /^(\d+)\s*-\s*(\d+)$/.exec(p) ?? /^(\d+)$/.exec(p)
+        if (!rm) throw new RegattaError('INVALID_RESOURCES', `bad range "${p}" for "${name}"`)
+        const begin = Number(rm[1])
+        const end = Number(rm[2] ?? rm[1])
+        if (end < begin) throw new RegattaError('INVALID_RESOURCES', `bad range "${p}" for "${name}": end before begin`)
+        ranges.push({ begin, end })
+      }
+      r.ranges = normalizeRanges(ranges)
+    } else {
+      const n = Number(v)
+      if (!Number.isFinite(n) || n < 0) throw new RegattaError('INVALID_RESOURCES', `bad value "${v}" for "${name}": expected a non-negative number`)
+      r.scalar = round(n)
+    }
+    out.push(r)
+  }
+  return normalize(out)
+}
+
+/** The inverse of parseResources, for humans (revocable ones are marked with `~`). */
+export function formatResources(rs: readonly Resource[]): string {
+  return normalize(rs).map((r) => {
+    const name = r.role ? `${r.name}(${r.role})` : r.name
+    const value = r.ranges !== undefined
+      ? `[${r.ranges.map((x) => (x.begin === x.end ? `${x.begin}` : `${x.begin}-${x.end}`)).join(',')}]`
+      : `${r.scalar}`
+    return `${r.revocable ? '~' : ''}${name}:${value}`
+  }).join(';')
+}
+
+/** Takes `count` ports from the ranges named `ports` in rs, for a task that asks for ports by count. */
+export function pickPorts(rs: readonly Resource[], count: number): Range[] | undefined {
+  const out: Range[] = []
+  let left = count
+  for (const r of rs) {
+    if (r.name !== 'ports' || !r.ranges) continue
+    for (const range of r.ranges) {
+      for (let p = range.begin; p <= range.end && left > 0; p++, left--) out.push({ begin: p, end: p })
+    }
+  }
+  return left === 0 ? normalizeRanges(out) : undefined
+}
