@@ -1,0 +1,65 @@
+// The containerizer interface: how an agent runs a task's command (Docker or a plain process).
+
+export interface LaunchSpec {
+  taskId: string
+  frameworkId: string
+  agentId: string
+  /** Docker image (the docker containerizer requires one; the process containerizer ignores it). */
+  image?: string
+  command: string[]
+  env: Record<string, string>
+  /** Working dir inside the container; default: the sandbox (mounted at /sandbox in Docker). */
+  workdir?: string
+  /** Host directory of this task, created by the agent before launch. */
+  sandbox: string
+  network: 'none' | 'host'
+  /** Extra bind mounts: host source (absolute) -> container target. */
+  mounts: Array<{ source: string; target: string; readOnly?: boolean }>
+  cpus?: number
+  memMb?: number
+  /** Labels that name the task and framework (and the agent), for recovery and cleanup. */
+  labels: Record<string, string>
+}
+
+export interface ExitInfo {
+  /** The command's exit code; null when it was killed by a signal or never ran. */
+  exitCode: number | null
+  signal?: string
+  oomKilled?: boolean
+  /** Set when the task was killed through `kill()`. */
+  killed: boolean
+  /** A human reason when the container failed outside the command (e.g. lost, could not wait). */
+  message?: string
+}
+
+export interface OutputSink {
+  (stream: 'stdout' | 'stderr', chunk: Buffer): void
+}
+
+export interface RunningContainer {
+  /** Docker container id, or `pid:<n>` for a process. */
+  id: string
+  /** Resolves once, when the command has exited (never rejects). */
+  exited: Promise<ExitInfo>
+  /** SIGTERM, then SIGKILL after graceMs; resolves when the command is gone. */
+  kill(graceMs: number): Promise<void>
+}
+
+export interface RecoveredContainer {
+  taskId: string
+  frameworkId: string
+  container: RunningContainer
+}
+
+export interface Containerizer {
+  readonly kind: 'docker' | 'process'
+  /**
+   * Creates and starts the task's container; resolves once the command runs. Throws a
+   * RegattaError (IMAGE_PULL_FAILED, CONTAINER_ERROR) when it cannot start it.
+   */
+  launch(spec: LaunchSpec, output: OutputSink): Promise<RunningContainer>
+  /** Finds the containers this agent started before a restart (by label) and re-attaches to them. */
+  recover(agentId: string, output: (taskId: string) => OutputSink): Promise<RecoveredContainer[]>
+  /** Removes what is left of a finished task's container. */
+  remove(containerId: string): Promise<void>
+}
