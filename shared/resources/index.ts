@@ -12,13 +12,25 @@ export const ANY_ROLE = '*'
 
 const round = (x: number): number => Math.round(x * 1000) / 1000
 
+/** The reservation role, with `*` (and no role) meaning unreserved. */
+function roleOf(r: Resource): string | undefined {
+  return r.role === undefined || r.role === ANY_ROLE ? undefined : r.role
+}
+
+/** The reservation principal, with an empty one meaning none. */
+function principalOf(r: Resource): string | undefined {
+  return r.principal === undefined || r.principal === '' ? undefined : r.principal
+}
+
+// A scalar and ranges of the same name are different kinds and never merge (merging them lost
+// the scalar); `*` is no reservation and an empty principal is no principal, everywhere.
 function identity(r: Resource): string {
-  return `${r.name}\u0000${r.role ?? ''}\u0000${r.principal ?? ''}\u0000${r.revocable ? 1 : 0}`
+  return `${r.name}\u0000${roleOf(r) ?? ''}\u0000${principalOf(r) ?? ''}\u0000${r.revocable ? 1 : 0}\u0000${r.ranges !== undefined ? 'r' : 's'}`
 }
 
 function sameIdentity(a: Resource, b: Resource): boolean {
-  return a.name === b.name && (a.role ?? undefined) === (b.role ?? undefined) &&
-    (a.principal ?? undefined) === (b.principal ?? undefined) && !!a.revocable === !!b.revocable
+  return a.name === b.name && roleOf(a) === roleOf(b) && principalOf(a) === principalOf(b) &&
+    !!a.revocable === !!b.revocable && (a.ranges !== undefined) === (b.ranges !== undefined)
 }
 
 function isEmpty(r: Resource): boolean {
@@ -28,8 +40,10 @@ function isEmpty(r: Resource): boolean {
 
 function cloneShape(r: Resource): Resource {
   const out: Resource = { name: r.name }
-  if (r.role !== undefined) out.role = r.role
-  if (r.principal !== undefined) out.principal = r.principal
+  const role = roleOf(r)
+  const principal = principalOf(r)
+  if (role !== undefined) out.role = role
+  if (principal !== undefined) out.principal = principal
   if (r.revocable) out.revocable = true
   return out
 }
@@ -81,11 +95,12 @@ export function normalize(rs: readonly Resource[]): Resource[] {
       if (r.ranges !== undefined) copy.ranges = normalizeRanges(r.ranges)
       else copy.scalar = round(r.scalar ?? 0)
       byId.set(key, copy)
-    } else if (cur.ranges !== undefined || r.ranges !== undefined) {
-      cur.ranges = normalizeRanges([...(cur.ranges ?? []), ...(r.ranges ?? [])])
-      delete cur.scalar
+    } else if (cur.ranges !== undefined) {
+      cur.ranges = normalizeRanges([...cur.ranges, ...(r.ranges ?? [])])
     } else {
-      cur.scalar = round((cur.scalar ?? 0) + (r.scalar ?? 0))
+      // Each value goes to the fixed point before it is added, so the sum does not depend on
+      // the order of the values (rounding only the running sum did).
+      cur.scalar = round((cur.scalar ?? 0) + round(r.scalar ?? 0))
     }
   }
   return [...byId.values()].filter((r) => !isEmpty(r))
@@ -163,6 +178,8 @@ export function isRevocable(r: Resource): boolean {
  * Parses the agent's `--resources` syntax: `cpus:2;mem:4096;disk:20000;ports:[31000-32000]`,
  * with an optional reservation `cpus(ci/main):1`. Errors name the bad part.
  */
+const DECIMAL = /^(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/
+
 export function parseResources(text: string): Resource[] {
   const out: Resource[] = []
   for (const rawPart of text.split(';')) {
@@ -170,10 +187,13 @@ export function parseResources(text: string): Resource[] {
     if (part === '') continue
     const m = /^([A-Za-z][A-Za-z0-9_-]*)(?:\(([^()]+)\))?\s*:\s*(.+)$/.exec(part)
     if (!m) throw new RegattaError('INVALID_RESOURCES', `bad resource "${part}": expected name:value or name(role):value`)
-    const [, name, role, value] = m as unknown as [string, string, string | undefined, string]
+    const [, name, rawRole, value] = m as unknown as [string, string, string | undefined, string]
     const r: Resource = { name }
+    const role = rawRole?.trim()
+    if (role === '') throw new RegattaError('INVALID_RESOURCES', `bad resource "${part}": empty role`)
     if (role !== undefined && role !== ANY_ROLE) r.role = role
     const v = value.trim()
+    if (v === '') throw new RegattaError('INVALID_RESOURCES', `bad resource "${part}": no value`)
     if (v.startsWith('[')) {
       if (!v.endsWith(']')) throw new RegattaError('INVALID_RESOURCES', `bad ranges for "${name}": ${v}`)
       const ranges: Range[] = []
@@ -184,12 +204,16 @@ export function parseResources(text: string): Resource[] {
         if (!rm) throw new RegattaError('INVALID_RESOURCES', `bad range "${p}" for "${name}"`)
         const begin = Number(rm[1])
         const end = Number(rm[2] ?? rm[1])
+        if (!Number.isSafeInteger(begin) || !Number.isSafeInteger(end)) {
+          throw new RegattaError('INVALID_RESOURCES', `bad range "${p}" for "${name}": too large`)
+        }
         if (end < begin) throw new RegattaError('INVALID_RESOURCES', `bad range "${p}" for "${name}": end before begin`)
         ranges.push({ begin, end })
       }
       r.ranges = normalizeRanges(ranges)
     } else {
-      const n = Number(v)
+      // Decimal only: Number() alone also took "0x10", "0b1" and "" (as 0).
+      const n = DECIMAL.test(v) ? Number(v) : NaN
       if (!Number.isFinite(n) || n < 0) throw new RegattaError('INVALID_RESOURCES', `bad value "${v}" for "${name}": expected a non-negative number`)
       r.scalar = round(n)
     }
@@ -211,13 +235,18 @@ export function formatResources(rs: readonly Resource[]): string {
 
 /** Takes `count` ports from the ranges named `ports` in rs, for a task that asks for ports by count. */
 export function pickPorts(rs: readonly Resource[], count: number): Range[] | undefined {
+  // Ports of every identity are merged first: the same port listed twice (say reserved and
+  // unreserved, or overlapping ranges) was picked twice and the task got fewer than `count`.
+  if (!Number.isSafeInteger(count) || count < 0) return undefined
+  const all: Range[] = []
+  for (const r of rs) if (r.name === 'ports' && r.ranges) all.push(...r.ranges)
   const out: Range[] = []
   let left = count
-  for (const r of rs) {
-    if (r.name !== 'ports' || !r.ranges) continue
-    for (const range of r.ranges) {
-      for (let p = range.begin; p <= range.end && left > 0; p++, left--) out.push({ begin: p, end: p })
-    }
+  for (const range of normalizeRanges(all)) {
+    if (left <= 0) break
+    const take = Math.min(left, range.end - range.begin + 1)
+    out.push({ begin: range.begin, end: range.begin + take - 1 })
+    left -= take
   }
-  return left === 0 ? normalizeRanges(out) : undefined
+  return left === 0 ? out : undefined
 }
