@@ -1,0 +1,115 @@
+// Human output of the `regatta` CLI from a ClusterState (`regatta status`, `regatta agents ls`).
+// Pure: state in, text out; `--json` output does not come through here.
+import { TASK_STATES, type Amounts, type ClusterState } from '../../../shared/protocol/index.js'
+
+const MIB_PER_GIB = 1024
+const MIB_PER_TIB = 1024 * 1024
+
+/**
+ * Columns padded to the widest cell, two spaces apart, no trailing spaces. A row shorter
+ * than the headers leaves its last cells empty.
+ */
+export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): string {
+  const cells = [headers.map(String), ...rows.map((r) => headers.map((_, i) => (r[i] === undefined ? '' : String(r[i]))))]
+  const widths = headers.map((_, i) => Math.max(...cells.map((r) => r[i].length)))
+  return cells
+    .map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd())
+    .join('\n')
+}
+
+/** A duration in the style of kubectl ages: `0s`, `45s`, `3m12s`, `2h5m`, `3d4h`. Negative counts as 0. */
+export function humanDuration(ms: number): string {
+  const s = Math.max(0, Math.floor(ms / 1000))
+  if (s < 60) return `${s}s`
+  const m = Math.floor(s / 60)
+  if (m < 60) return s % 60 ? `${m}m${s % 60}s` : `${m}m`
+  const h = Math.floor(m / 60)
+  if (h < 24) return m % 60 ? `${h}h${m % 60}m` : `${h}h`
+  const d = Math.floor(h / 24)
+  return h % 24 ? `${d}d${h % 24}h` : `${d}d`
+}
+
+/** Memory or disk given in MiB: `512 MiB`, `1.5 GiB`, `16 GiB`, `1.2 TiB` (one decimal at most). */
+export function humanMem(mib: number): string {
+  if (mib >= MIB_PER_TIB) return `${decimals(mib / MIB_PER_TIB, 1)} TiB`
+  if (mib >= MIB_PER_GIB) return `${decimals(mib / MIB_PER_GIB, 1)} GiB`
+  return `${decimals(mib, 1)} MiB`
+}
+
+/** `regatta status`: who leads, what is used, the agents, frameworks and tasks in brief. */
+export function formatStatus(state: ClusterState): string {
+  const lines: string[] = []
+  const field = (name: string, value: string) => lines.push(`${`${name}:`.padEnd(12)}${value}`)
+
+  if (state.leader) {
+    const self = state.leader.id === state.masterId ? ', this master' : ''
+    field('Leader', `${state.leader.id} (epoch ${state.leader.epoch}${self})`)
+  } else {
+    field('Leader', 'none (no leading master is known)')
+  }
+  // the answer came from a standby: say so, its view may lag the leader's
+  if (state.leader?.id !== state.masterId) field('Master', `${state.masterId} (standby)`)
+  field('Agents', countsLine(state.agents.length, countBy(state.agents.map((a) => a.state), ['active', 'draining', 'unreachable'])))
+  field('Offers', `${state.offers.length} outstanding`)
+  field('Tasks', countsLine(state.tasks.length, countBy(state.tasks.map((t) => t.state), TASK_STATES)))
+
+  lines.push('', table(['RESOURCE', 'USED', 'TOTAL', 'USE%'], ['cpus', 'mem', 'disk'].map((r) => {
+    const used = state.used[r] ?? 0
+    const total = state.total[r] ?? 0
+    return [r, amount(r, used), amount(r, total), total > 0 ? `${Math.round((used / total) * 100)}%` : '-']
+  })))
+
+  lines.push('')
+  if (state.frameworks.length === 0) {
+    lines.push('No frameworks subscribed.')
+  } else {
+    lines.push(table(['FRAMEWORK', 'ID', 'ACTIVE', 'TASKS'], state.frameworks.map((f) => [f.name, f.id, f.active ? 'yes' : 'no', f.tasks])))
+  }
+  return lines.join('\n')
+}
+
+/** `regatta agents ls`: one row per agent. */
+export function formatAgents(state: ClusterState): string {
+  if (state.agents.length === 0) return 'No agents registered.'
+  return table(
+    ['ID', 'HOSTNAME', 'POOL', 'STATE', 'CPUS', 'MEM', 'TASKS', 'IDLE', 'LAST SEEN'],
+    state.agents.map((a) => [
+      a.id,
+      a.hostname,
+      a.pool,
+      a.state,
+      usedOfTotal('cpus', a.used, a.total),
+      usedOfTotal('mem', a.used, a.total),
+      a.tasks,
+      a.tasks > 0 || a.idleSince === undefined ? '-' : humanDuration(state.now - a.idleSince),
+      `${humanDuration(state.now - a.lastHeartbeatAt)} ago`,
+    ]),
+  )
+}
+
+function decimals(n: number, digits: number): string {
+  const f = 10 ** digits
+  return String(Math.round(n * f) / f)
+}
+
+/** cpus (and other plain scalars) with two decimals at most; mem and disk in MiB/GiB/TiB. */
+function amount(resource: string, value: number): string {
+  return resource === 'mem' || resource === 'disk' ? humanMem(value) : decimals(value, 2)
+}
+
+function usedOfTotal(resource: string, used: Amounts, total: Amounts): string {
+  return `${amount(resource, used[resource] ?? 0)}/${amount(resource, total[resource] ?? 0)}`
+}
+
+/** Counts in the order of `order` (the lifecycle), skipping zeros; unknown values last. */
+function countBy(values: readonly string[], order: readonly string[]): Array<[string, number]> {
+  const counts = new Map<string, number>()
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1)
+  const known = order.filter((k) => counts.has(k))
+  const unknown = [...counts.keys()].filter((k) => !order.includes(k)).sort()
+  return [...known, ...unknown].map((k) => [k, counts.get(k)!])
+}
+
+function countsLine(total: number, counts: Array<[string, number]>): string {
+  return counts.length === 0 ? String(total) : `${total} (${counts.map(([k, n]) => `${n} ${k}`).join(', ')})`
+}

@@ -1,0 +1,71 @@
+// The master's HTTP server: health, Prometheus metrics, the cluster state API and the web page.
+// A standby sends API and page requests to the leader (307), or answers 503 while none is known.
+import Fastify, {
+  LogController, type FastifyInstance, type FastifyReply, type FastifyRequest,
+  type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault,
+} from 'fastify'
+import type { Logger } from 'pino'
+import { Type } from '@sinclair/typebox'
+import { silentLogger } from '../../../../shared/log/index.js'
+import { ClusterState } from '../../../../shared/protocol/index.js'
+import type { MasterMetrics } from '../metrics.js'
+import { errorBody, installErrorHandlers } from './errors.js'
+import { PAGE_HEADERS, renderPage } from './page.js'
+
+export interface MasterHttpOptions {
+  /** A snapshot of the cluster as this master sees it. */
+  getState(): ClusterState
+  metrics: MasterMetrics
+  /** Whether this master holds the lease right now. */
+  isLeader(): boolean
+  /** Base URL of the leading master's HTTP server (e.g. `http://10.0.0.2:5050`), when known. */
+  leaderHttpUrl(): string | undefined
+  logger?: Logger
+}
+
+const Health = Type.Object({ status: Type.Literal('ok'), leader: Type.Boolean() })
+
+/** The fastify instance `createMasterHttp` returns (its logger is the pino one given). */
+export type MasterHttp = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, Logger>
+
+/** Builds the server; the caller calls `listen` (and `close`). */
+export function createMasterHttp(options: MasterHttpOptions): MasterHttp {
+  const app = Fastify({
+    loggerInstance: options.logger ?? silentLogger(),
+    // per-request lines would be mostly the page's 2 s polling; errors are logged by the error handler
+    logController: new LogController({ disableRequestLogging: true }),
+  })
+
+  installErrorHandlers(app)
+
+  /** On a standby: sends the request on to the leader (same path and query), or 503 while none is known. */
+  const answerAsStandby = (request: FastifyRequest, reply: FastifyReply, leader: string | undefined): FastifyReply => {
+    if (leader) return reply.redirect(leader.replace(/\/+$/, '') + request.url, 307)
+    return reply.code(503).header('retry-after', '1').send(errorBody('NOT_LEADER', 'no leading master is known yet'))
+  }
+
+  app.get('/health', { schema: { response: { 200: Health } } }, async () => {
+    return { status: 'ok' as const, leader: options.isLeader() }
+  })
+
+  app.get('/metrics', async (_request, reply) => {
+    options.metrics.observeState(options.getState())
+    const text = await options.metrics.metricsText()
+    return reply.type(options.metrics.contentType).send(text)
+  })
+
+  app.get('/api/v1/state', { schema: { response: { 200: ClusterState } } }, async (request, reply) => {
+    if (!options.isLeader()) return answerAsStandby(request, reply, options.leaderHttpUrl())
+    return options.getState()
+  })
+
+  app.get('/', async (request, reply) => {
+    if (options.isLeader()) return reply.headers(PAGE_HEADERS).send(renderPage(options.getState()))
+    const leader = options.leaderHttpUrl()
+    if (leader) return answerAsStandby(request, reply, leader)
+    // a standby that knows no leader still serves the page (a browser shows why it is empty); it polls until one appears
+    return reply.headers(PAGE_HEADERS).send(renderPage(undefined))
+  })
+
+  return app
+}
