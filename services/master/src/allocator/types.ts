@@ -55,6 +55,11 @@ export interface AllocationSnapshot {
   roles: Record<string, RoleConfig>
   allocations: Allocation[]
   filters: RefuseFilter[]
+  /**
+   * Seed of the order agents are visited in (shuffled so no agent is always first). Optional:
+   * by default it is derived from `now`, so a pass is deterministic given the snapshot.
+   */
+  seed?: number
 }
 
 export interface PlannedOffer {

@@ -1,0 +1,48 @@
+// Refuse filters (from DECLINE), indexed by agent so the common case, no filter on this agent,
+// costs one array read. Mesos semantics: while a filter is active, an offer of the filtered
+// resources (or less) to that framework on that agent is not made.
+import type { Resource } from '../../../../shared/protocol/index.js'
+import { contains } from '../../../../shared/resources/index.js'
+import type { RefuseFilter } from './types.js'
+
+interface ActiveFilter {
+  readonly framework: number
+  readonly resources: readonly Resource[]
+}
+
+export class FilterIndex {
+  private readonly byAgent: Array<ActiveFilter[] | undefined>
+
+  constructor(
+    filters: readonly RefuseFilter[],
+    now: number,
+    agentIndex: ReadonlyMap<string, number>,
+    frameworkIndex: ReadonlyMap<string, number>,
+    agentCount: number,
+  ) {
+    this.byAgent = new Array<ActiveFilter[] | undefined>(agentCount)
+    for (const f of filters) {
+      if (!(f.until > now)) continue
+      const a = agentIndex.get(f.agentId)
+      const fw = frameworkIndex.get(f.frameworkId)
+      if (a === undefined || fw === undefined) continue
+      ;(this.byAgent[a] ??= []).push({ framework: fw, resources: f.resources })
+    }
+  }
+
+  /** Whether some filter of this framework exists on this agent (cheap; check before building an offer). */
+  has(agent: number, framework: number): boolean {
+    const list = this.byAgent[agent]
+    if (!list) return false
+    for (const f of list) if (f.framework === framework) return true
+    return false
+  }
+
+  /** Whether an active filter refuses this offer: the offer is contained in what was refused. */
+  refuses(agent: number, framework: number, offer: readonly Resource[]): boolean {
+    const list = this.byAgent[agent]
+    if (!list) return false
+    for (const f of list) if (f.framework === framework && contains(f.resources, offer)) return true
+    return false
+  }
+}
