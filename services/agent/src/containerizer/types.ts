@@ -1,5 +1,8 @@
 // The containerizer interface: how an agent runs a task's command (Docker or a plain process).
 
+/** Where the task's sandbox appears inside a container (and the default working dir). */
+export const SANDBOX_MOUNT = '/sandbox'
+
 export interface LaunchSpec {
   taskId: string
   frameworkId: string
