@@ -1,0 +1,232 @@
+// The process containerizer: runs a task's command as a plain child process in its own process
+// group (no shell), for hosts without a Docker engine. Limits come from cgroup v1 where the host
+// lets us write there; isolation (network, mounts, image) is not provided.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
+import { access, stat } from 'node:fs/promises'
+import { delimiter, isAbsolute, join, relative, resolve } from 'node:path'
+import { RegattaError } from '../../../../shared/errors/index.js'
+import { silentLogger, type Logger } from '../../../../shared/log/index.js'
+import { TaskCgroup, writableControllers, type Controller } from './cgroup.js'
+import {
+  SANDBOX_MOUNT, type Containerizer, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer,
+} from './types.js'
+
+export interface ProcessContainerizerOptions {
+  logger?: Logger
+  /** Where the cgroup v1 controllers are mounted; default `/sys/fs/cgroup`. */
+  cgroupRoot?: string
+  /** The cgroup (under each controller) that holds the tasks' cgroups; default `regatta`. */
+  cgroupParent?: string
+  /** Set false to never touch cgroups. Default true (best effort). */
+  limits?: boolean
+  /** Most processes a task may run, where the pids controller is usable; default 4096. */
+  pidsLimit?: number
+  /** How long `exited` waits, after the exit, for the last output to arrive; default 2000 ms. */
+  outputDrainMs?: number
+}
+
+const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+// Moves the shell into the task's cgroups, then execs the command: everything the command
+// does is accounted from its first instruction (moving it after spawn would race its forks).
+const ENTER_CGROUPS = 'while [ "$1" != -- ]; do { echo $$ > "$1"; } 2>/dev/null; shift; done; shift; exec "$@"'
+
+export class ProcessContainerizer implements Containerizer {
+  readonly kind = 'process' as const
+  private readonly log: Logger
+  private readonly cgroupRoot: string
+  private readonly cgroupParent: string
+  private readonly pidsLimit: number
+  private readonly drainMs: number
+  private controllers?: Promise<Controller[]>
+
+  constructor(options: ProcessContainerizerOptions = {}) {
+    this.log = options.logger ?? silentLogger()
+    this.cgroupRoot = options.cgroupRoot ?? '/sys/fs/cgroup'
+    this.cgroupParent = options.cgroupParent ?? 'regatta'
+    this.pidsLimit = options.pidsLimit ?? 4096
+    this.drainMs = options.outputDrainMs ?? 2000
+    if (options.limits === false) this.controllers = Promise.resolve([])
+  }
+
+  /** The cgroup controllers limits are enforced with on this host (probed once). */
+  enforcedControllers(): Promise<Controller[]> {
+    this.controllers ??= writableControllers(this.cgroupRoot, this.cgroupParent).then((found) => {
+      if (found.length === 0) this.log.warn('cgroup v1 is not writable here: task memory, CPU and pids limits are not enforced')
+      else if (found.length < 3) this.log.warn({ enforced: found }, 'only some cgroup controllers are writable; other limits are not enforced')
+      return found
+    })
+    return this.controllers
+  }
+
+  async launch(spec: LaunchSpec, output: OutputSink): Promise<RunningContainer> {
+    const log = this.log.child({ taskId: spec.taskId, frameworkId: spec.frameworkId })
+    const [file, ...args] = spec.command
+    if (!file) throw new RegattaError('CONTAINER_ERROR', `task ${spec.taskId}: empty command`)
+    const cwd = hostWorkdir(spec)
+    const env: Record<string, string> = { PATH: DEFAULT_PATH, HOME: spec.sandbox, ...spec.env }
+    const cwdOk = await stat(cwd).then((s) => s.isDirectory(), () => false)
+    if (!cwdOk) throw new RegattaError('CONTAINER_ERROR', `cannot start ${file}: working directory ${cwd} does not exist`)
+    if (spec.network !== 'host' || spec.mounts.length > 0) {
+      log.debug({ network: spec.network, mounts: spec.mounts.length }, 'the process containerizer provides no network isolation or mounts')
+    }
+
+    const controllers = await this.enforcedControllers()
+    let cgroup: TaskCgroup | undefined
+    if (controllers.length > 0) {
+      const name = `${spec.taskId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${randomBytes(3).toString('hex')}`
+      cgroup = await TaskCgroup.create(this.cgroupRoot, this.cgroupParent, name, controllers,
+        { memMb: spec.memMb, cpus: spec.cpus, pids: this.pidsLimit }, log)
+      if (cgroup.procsFiles().length === 0) cgroup = undefined
+    }
+
+    let child: ChildProcess
+    try {
+      if (cgroup) {
+        // The shell execs by name, so check the command exists first: a missing one must fail
+        // the launch (as spawn's ENOENT does), not become exit 127.
+        await findExecutable(file, cwd, env.PATH)
+        child = spawn('/bin/sh', ['-c', ENTER_CGROUPS, 'regatta-enter', ...cgroup.procsFiles(), '--', file, ...args], {
+          cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
+        })
+      } else {
+        child = spawn(file, args, { cwd, env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] })
+      }
+      await spawned(child)
+    } catch (err) {
+      await cgroup?.remove()
+      const code = (err as NodeJS.ErrnoException).code
+      const reason = code === 'ENOENT' ? `ENOENT: no such command (PATH=${env.PATH})` : code ?? (err instanceof Error ? err.message : String(err))
+      throw new RegattaError('CONTAINER_ERROR', `cannot start ${file}: ${reason}`, { cause: err })
+    }
+    child.on('error', (err) => log.warn({ err, pid: child.pid }, 'task process error'))
+    child.stdout!.on('data', (chunk: Buffer) => deliver(output, 'stdout', chunk, log))
+    child.stderr!.on('data', (chunk: Buffer) => deliver(output, 'stderr', chunk, log))
+    log.debug({ pid: child.pid, cgroup: cgroup !== undefined }, 'process started')
+    return new ProcessTask(child, cgroup, this.drainMs, log)
+  }
+
+  /** A process does not survive as something we can re-attach to: the agent reports its tasks LOST. */
+  async recover(): Promise<RecoveredContainer[]> {
+    return []
+  }
+
+  /** Nothing to remove: the sandbox belongs to the agent and the cgroups go when the task exits. */
+  async remove(): Promise<void> {}
+}
+
+/** A running task process (the leader of its own process group). */
+class ProcessTask implements RunningContainer {
+  readonly id: string
+  readonly exited: Promise<ExitInfo>
+  private readonly pid: number
+  private killRequested = false
+  private done = false
+
+  constructor(private readonly child: ChildProcess, private readonly cgroup: TaskCgroup | undefined, drainMs: number, private readonly log: Logger) {
+    this.pid = child.pid!
+    this.id = `pid:${this.pid}`
+    this.exited = this.watch(drainMs)
+  }
+
+  async kill(graceMs: number): Promise<void> {
+    if (this.done) return
+    this.killRequested = true
+    if (graceMs <= 0) {
+      this.signalGroup('SIGKILL')
+    } else {
+      this.signalGroup('SIGTERM')
+      const timer = setTimeout(() => this.signalGroup('SIGKILL'), graceMs)
+      await this.exited
+      clearTimeout(timer)
+    }
+    await this.exited
+  }
+
+  private signalGroup(signal: NodeJS.Signals): void {
+    try {
+      process.kill(-this.pid, signal)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') this.log.warn({ err, pid: this.pid, signal }, 'cannot signal the task process group')
+    }
+  }
+
+  private async watch(drainMs: number): Promise<ExitInfo> {
+    const child = this.child
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()))
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => {
+      if (child.exitCode !== null || child.signalCode !== null) resolve([child.exitCode, child.signalCode])
+      else child.once('exit', (c, s) => resolve([c, s]))
+    })
+    // The task is over when its first process is: like a container, take the rest with it.
+    this.signalGroup('SIGKILL')
+    await this.cgroup?.killAll()
+    let timer: NodeJS.Timeout | undefined
+    const drained = await Promise.race([
+      closed.then(() => true),
+      new Promise<boolean>((r) => { timer = setTimeout(() => r(false), drainMs) }),
+    ])
+    clearTimeout(timer)
+    if (!drained) {
+      // Something outside the group (setsid) still holds the pipes: stop reading them.
+      child.stdout?.destroy()
+      child.stderr?.destroy()
+    }
+    const info: ExitInfo = { exitCode: code, killed: this.killRequested }
+    if (signal) info.signal = signal
+    if (this.cgroup) {
+      if (await this.cgroup.oomKilled()) info.oomKilled = true
+      await this.cgroup.remove()
+    }
+    this.done = true
+    this.log.debug({ pid: this.pid, ...info }, 'process exited')
+    return info
+  }
+}
+
+/**
+ * The host directory the command runs in: the sandbox by default; a container-style workdir
+ * (`/sandbox/...`, or relative) is mapped into the sandbox so one LaunchSpec suits both
+ * containerizers; any other absolute path is used as it is.
+ */
+function hostWorkdir(spec: LaunchSpec): string {
+  const wd = spec.workdir
+  if (!wd) return spec.sandbox
+  if (!isAbsolute(wd)) return resolve(spec.sandbox, wd)
+  const rel = relative(SANDBOX_MOUNT, wd)
+  if (rel === '' || (!rel.startsWith('..') && !isAbsolute(rel))) return join(spec.sandbox, rel)
+  return wd
+}
+
+/** Resolves a command like execvp does (a name with a slash is a path); throws an ENOENT error. */
+async function findExecutable(file: string, cwd: string, path: string): Promise<string> {
+  const candidates = file.includes('/')
+    ? [resolve(cwd, file)]
+    : path.split(delimiter).filter(Boolean).map((dir) => resolve(cwd, dir, file))
+  for (const candidate of candidates) {
+    try {
+      await access(candidate, constants.X_OK)
+      if ((await stat(candidate)).isFile()) return candidate
+    } catch {
+      // next
+    }
+  }
+  throw Object.assign(new Error(`${file}: not found`), { code: 'ENOENT' })
+}
+
+function spawned(child: ChildProcess): Promise<void> {
+  return new Promise((resolve, reject) => {
+    child.once('spawn', resolve)
+    child.once('error', reject)
+  })
+}
+
+function deliver(output: OutputSink, stream: 'stdout' | 'stderr', chunk: Buffer, log: Logger): void {
+  try {
+    output(stream, chunk)
+  } catch (err) {
+    log.warn({ err }, 'output sink threw')
+  }
+}
