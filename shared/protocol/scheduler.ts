@@ -10,7 +10,7 @@ export const FrameworkInfo = Type.Object({
   id: Type.Optional(Id),
   name: Type.String({ minLength: 1, maxLength: 256 }),
   /** Roles the framework takes resources under, e.g. `ci/main`; nested roles use `/`. */
-  roles: Type.Array(Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$' }), { minItems: 1, maxItems: 64 }),
+  roles: Type.Array(Type.String({ minLength: 1, maxLength: 128, pattern: '^([*]|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$' }), { minItems: 1, maxItems: 64 }),
   /** Opt in to revocable (oversubscribed) resources. */
   revocable: Type.Optional(Type.Boolean()),
   /** How long the master keeps the framework's tasks after it disconnects. */

@@ -1,0 +1,405 @@
+// The agent: registers with the leading master, heartbeats, runs tasks through a containerizer,
+// checkpoints them, and sends their status updates into JetStream until they are stored.
+import { randomUUID } from 'node:crypto'
+import { createWriteStream, type WriteStream } from 'node:fs'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { hostname as osHostname } from 'node:os'
+import { join } from 'node:path'
+import type { JetStreamClient, NatsConnection, Subscription } from 'nats'
+import {
+  AgentCommand, AgentRegistered, HeartbeatReply, Subjects, encode, isTerminal,
+  type AgentInfo, type Attributes, type Resource, type TaskInfo, type TaskState, type TaskStatus,
+} from '../../../shared/protocol/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
+import { ensureStreams, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
+import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
+import type { Logger } from '../../../shared/log/index.js'
+import { scalar } from '../../../shared/resources/index.js'
+import { CheckpointStore, type Checkpoint } from './checkpoint.js'
+import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './containerizer/labels.js'
+import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
+
+export interface AgentOptions {
+  nc: NatsConnection
+  workDir: string
+  pool: string
+  resources: Resource[]
+  attributes: Attributes
+  containerizer: Containerizer
+  logger: Logger
+  clock?: Clock
+  /** Image for tasks that name none (Docker). */
+  defaultImage?: string
+  hostname?: string
+  /** Fixed id (tests, simulated fleets); otherwise kept in the work dir. */
+  id?: string
+  /** How long a finished task's sandbox is kept (default 10 min; 0 removes it at once). */
+  sandboxRetentionMs?: number
+  /** Default SIGTERM→SIGKILL grace for kills. */
+  killGracePeriodMs?: number
+}
+
+interface LiveTask {
+  info: TaskInfo
+  status: TaskStatus
+  sandbox: string
+  container?: RunningContainer
+  killRequested?: { graceMs: number }
+  logs?: { stdout: WriteStream; stderr: WriteStream }
+  outputSeq: number
+}
+
+const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u0000${taskId}`
+
+export class Agent {
+  id = ''
+  private readonly nc: NatsConnection
+  private readonly js: JetStreamClient
+  private log: Logger
+  private readonly clock: Clock
+  private readonly checkpoints: CheckpointStore
+  private readonly tasks = new Map<string, LiveTask>()
+  /** Per-task chains of status publishes, so updates of one task reach JetStream in order. */
+  private readonly publishChains = new Map<string, Promise<void>>()
+  private sub?: Subscription
+  private heartbeatTimer?: Timer
+  private masterEpoch = 0
+  private heartbeatIntervalMs = 1_000
+  private registered = false
+  private registering?: Promise<void>
+  private stopped = false
+
+  constructor(private readonly o: AgentOptions) {
+    this.nc = o.nc
+    this.js = o.nc.jetstream()
+    this.clock = o.clock ?? systemClock
+    this.log = o.logger
+    this.checkpoints = new CheckpointStore(o.workDir)
+  }
+
+  get epoch(): number {
+    return this.masterEpoch
+  }
+
+  get info(): AgentInfo {
+    return {
+      id: this.id,
+      hostname: this.o.hostname ?? osHostname(),
+      pool: this.o.pool,
+      attributes: this.o.attributes,
+      resources: this.o.resources,
+      containerizer: this.o.containerizer.kind,
+    }
+  }
+
+  runningTasks(): TaskInfo[] {
+    return [...this.tasks.values()].map((t) => t.info)
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.o.workDir, { recursive: true })
+    this.id = this.o.id ?? await this.loadOrCreateId()
+    this.log = this.o.logger.child({ agentId: this.id })
+    await this.checkpoints.init()
+    await ensureStreams(await this.nc.jetstreamManager())
+    await this.recover()
+    this.sub = serve(this.nc, Subjects.agentCommand(this.id), AgentCommand, (c) => this.command(c), { logger: this.log })
+    await this.register()
+    this.scheduleHeartbeat()
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.heartbeatTimer?.cancel()
+    this.sub?.unsubscribe()
+    await Promise.allSettled([...this.publishChains.values()])
+  }
+
+  private async loadOrCreateId(): Promise<string> {
+    const file = join(this.o.workDir, 'agent-id')
+    try {
+      const id = (await readFile(file, 'utf8')).trim()
+      if (/^[A-Za-z0-9._-]+$/.test(id)) return id
+    } catch {
+      // first start
+    }
+    const host = (this.o.hostname ?? osHostname()).replace(/[^A-Za-z0-9-]/g, '-').slice(0, 40)
+    const id = `${host}-${randomUUID().slice(0, 8)}`
+    await writeFile(file, `${id}\n`)
+    return id
+  }
+
+  // ---- registration and heartbeats ---------------------------------------------------------
+
+  private register(): Promise<void> {
+    if (this.registering) return this.registering
+    this.registering = (async () => {
+      let delay = 100
+      while (!this.stopped) {
+        try {
+          const reply = await requestWithRetry(this.nc, Subjects.agentRegister, {
+            agent: this.info,
+            tasks: [...this.tasks.values()].map((t) => ({ task: t.info, status: t.status })),
+          }, AgentRegistered, { deadlineMs: 60_000 })
+          this.acceptEpoch(reply.epoch)
+          this.heartbeatIntervalMs = reply.heartbeatIntervalMs
+          this.registered = true
+          for (const taskId of reply.killTaskIds ?? []) {
+            for (const t of this.tasks.values()) if (t.info.taskId === taskId) void this.killTask(t, 0)
+          }
+          this.log.info({ epoch: reply.epoch, tasks: this.tasks.size }, 'registered with the master')
+          return
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'registration failed; retrying')
+          await new Promise((r) => setTimeout(r, delay))
+          delay = Math.min(delay * 2, 2_000)
+        }
+      }
+    })().finally(() => { this.registering = undefined })
+    return this.registering
+  }
+
+  private scheduleHeartbeat(): void {
+    if (this.stopped) return
+    this.heartbeatTimer = this.clock.setTimeout(() => void this.heartbeat().finally(() => this.scheduleHeartbeat()), this.heartbeatIntervalMs)
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.registered) return
+    try {
+      const reply = await request(this.nc, Subjects.agentHeartbeat, { agentId: this.id }, HeartbeatReply, Math.max(1_000, this.heartbeatIntervalMs))
+      if (reply.epoch > this.masterEpoch) {
+        // a new leader that knows us (from its registry): re-register so it learns our tasks
+        this.acceptEpoch(reply.epoch)
+        await this.register()
+      }
+    } catch (err) {
+      const e = RegattaError.from(err)
+      if (e.code === 'UNKNOWN_AGENT') {
+        this.log.info('the master does not know this agent; re-registering')
+        await this.register()
+      } else {
+        this.log.debug({ err: e.message }, 'heartbeat failed')
+      }
+    }
+  }
+
+  private acceptEpoch(epoch: number): void {
+    if (epoch > this.masterEpoch) this.masterEpoch = epoch
+  }
+
+  // ---- commands ----------------------------------------------------------------------------
+
+  private command(c: AgentCommand): { ok: true } {
+    if (c.epoch < this.masterEpoch) {
+      throw new RegattaError('STALE_EPOCH', `command from epoch ${c.epoch} refused: the leader's epoch is ${this.masterEpoch}`)
+    }
+    this.acceptEpoch(c.epoch)
+    switch (c.type) {
+      case 'LAUNCH':
+        for (const info of c.tasks) {
+          if (info.agentId !== this.id) continue
+          if (this.tasks.has(key(info.frameworkId, info.taskId))) continue
+          void this.launch(info)
+        }
+        break
+      case 'KILL': {
+        const t = this.tasks.get(key(c.frameworkId, c.taskId))
+        if (t) void this.killTask(t, c.gracePeriodMs)
+        else this.log.info({ taskId: c.taskId, frameworkId: c.frameworkId }, 'kill of a task this agent does not run')
+        break
+      }
+      case 'SHUTDOWN_FRAMEWORK':
+        for (const t of this.tasks.values()) if (t.info.frameworkId === c.frameworkId) void this.killTask(t, 0)
+        break
+    }
+    return { ok: true }
+  }
+
+  private sandboxOf(info: TaskInfo): string {
+    return join(this.o.workDir, 'sandboxes', encodeURIComponent(info.frameworkId), encodeURIComponent(info.taskId))
+  }
+
+  private async launch(info: TaskInfo): Promise<void> {
+    const sandbox = this.sandboxOf(info)
+    const t: LiveTask = {
+      info, sandbox, outputSeq: 0,
+      status: { taskId: info.taskId, frameworkId: info.frameworkId, agentId: this.id, state: 'STAGING', source: 'agent', timestamp: this.clock.now() },
+    }
+    this.tasks.set(key(info.frameworkId, info.taskId), t)
+    const log = this.log.child({ taskId: info.taskId, frameworkId: info.frameworkId })
+    try {
+      await mkdir(sandbox, { recursive: true })
+      this.update(t, 'STARTING')
+      const image = info.container.image ?? this.o.defaultImage
+      if (this.o.containerizer.kind === 'docker' && !image) {
+        throw new RegattaError('CONTAINER_ERROR', 'the task names no image and the agent has no default image')
+      }
+      const output = this.outputSink(t)
+      t.container = await this.o.containerizer.launch({
+        taskId: info.taskId,
+        frameworkId: info.frameworkId,
+        agentId: this.id,
+        ...(image ? { image } : {}),
+        command: info.container.command,
+        env: {
+          REGATTA_TASK_ID: info.taskId,
+          REGATTA_FRAMEWORK_ID: info.frameworkId,
+          REGATTA_AGENT_ID: this.id,
+          ...info.container.env,
+        },
+        ...(info.container.workdir ? { workdir: info.container.workdir } : {}),
+        sandbox,
+        network: info.container.network ?? 'none',
+        mounts: (info.container.mounts ?? []).map((m) => ({ ...m, source: join(sandbox, m.source) })),
+        cpus: scalar(info.resources, 'cpus') || undefined,
+        memMb: scalar(info.resources, 'mem') || undefined,
+        labels: { [LABEL_AGENT]: this.id, [LABEL_FRAMEWORK]: info.frameworkId, [LABEL_TASK]: info.taskId },
+      }, output)
+      this.update(t, 'RUNNING')
+      log.debug({ containerId: t.container.id }, 'task running')
+      if (t.killRequested) void t.container.kill(t.killRequested.graceMs)
+      void t.container.exited.then((exit) => this.finish(t, exit))
+    } catch (err) {
+      const e = RegattaError.from(err, 'CONTAINER_ERROR')
+      log.warn({ code: e.code, err: e.message }, 'task could not start')
+      this.update(t, 'FAILED', { reason: e.code === 'IMAGE_PULL_FAILED' ? 'IMAGE_PULL_FAILED' : 'CONTAINER_LAUNCH_FAILED', message: e.message })
+      this.cleanup(t)
+    }
+  }
+
+  private outputSink(t: LiveTask): OutputSink {
+    const { info, sandbox } = t
+    const stream = info.streamOutput ? Subjects.taskOutput(info.frameworkId, info.taskId) : undefined
+    let files: LiveTask['logs']
+    return (which, chunk) => {
+      if (!files) {
+        files = { stdout: createWriteStream(join(sandbox, 'stdout'), { flags: 'a' }), stderr: createWriteStream(join(sandbox, 'stderr'), { flags: 'a' }) }
+        files.stdout.on('error', () => undefined)
+        files.stderr.on('error', () => undefined)
+        t.logs = files
+      }
+      files[which].write(chunk)
+      if (stream) {
+        this.nc.publish(stream, encode({ taskId: info.taskId, stream: which, seq: t.outputSeq++, data: chunk.toString('utf8') }))
+      }
+    }
+  }
+
+  private finish(t: LiveTask, exit: ExitInfo): void {
+    if (isTerminal(t.status.state)) return
+    const code = exit.exitCode
+    if (t.killRequested || exit.killed) {
+      this.update(t, 'KILLED', { reason: 'KILLED', message: 'killed on request', ...(code !== null ? { exitCode: code } : {}) })
+    } else if (code === 0) {
+      this.update(t, 'FINISHED', { exitCode: 0 })
+    } else if (exit.oomKilled) {
+      this.update(t, 'FAILED', { reason: 'MEMORY_LIMIT', message: 'the task ran out of memory (OOM killed)', ...(code !== null ? { exitCode: code } : {}) })
+    } else if (code === null) {
+      this.update(t, 'FAILED', { reason: 'COMMAND_SIGNALED', message: exit.message ?? `the command was killed by ${exit.signal ?? 'a signal'}` })
+    } else {
+      this.update(t, 'FAILED', { reason: 'COMMAND_FAILED', message: exit.message ?? `the command exited with code ${code}`, exitCode: code })
+    }
+    this.cleanup(t)
+  }
+
+  private cleanup(t: LiveTask): void {
+    t.logs?.stdout.end()
+    t.logs?.stderr.end()
+    if (t.container) void this.o.containerizer.remove(t.container.id).catch(() => undefined)
+    const retention = this.o.sandboxRetentionMs ?? 10 * 60_000
+    const removeSandbox = (): void => void rm(t.sandbox, { recursive: true, force: true }).catch(() => undefined)
+    if (retention <= 0) removeSandbox()
+    else this.clock.setTimeout(removeSandbox, retention)
+  }
+
+  private async killTask(t: LiveTask, graceMs?: number): Promise<void> {
+    const grace = graceMs ?? t.info.killGracePeriodMs ?? this.o.killGracePeriodMs ?? 3_000
+    t.killRequested = { graceMs: grace }
+    if (t.container) await t.container.kill(grace).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'kill failed'))
+  }
+
+  // ---- status updates ---------------------------------------------------------------------
+
+  private update(t: LiveTask, state: TaskState, extra: Partial<TaskStatus> = {}): void {
+    t.status = {
+      taskId: t.info.taskId, frameworkId: t.info.frameworkId, agentId: this.id, state,
+      uuid: randomUUID(), source: 'agent', timestamp: this.clock.now(), ...extra,
+    }
+    const status = t.status
+    const cp: Checkpoint = { task: t.info, status, sandbox: t.sandbox, published: false, ...(t.container ? { containerId: t.container.id } : {}) }
+    const k = key(t.info.frameworkId, t.info.taskId)
+    void this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
+    const next = (this.publishChains.get(k) ?? Promise.resolve()).then(() => this.publish(status))
+    this.publishChains.set(k, next)
+    void next.then(() => {
+      if (this.publishChains.get(k) === next) this.publishChains.delete(k)
+      if (isTerminal(status.state) && t.status === status) {
+        // stored in JetStream: JetStream now owns delivery to the framework
+        this.tasks.delete(k)
+        void this.checkpoints.remove(t.info.frameworkId, t.info.taskId)
+      }
+    })
+  }
+
+  /** Publishes into JetStream until stored (the uuid de-duplicates retries). */
+  private async publish(status: TaskStatus): Promise<void> {
+    let delay = 100
+    for (;;) {
+      try {
+        await this.js.publish(Subjects.statusUpdate(status.frameworkId), encode(status), { msgID: status.uuid })
+        return
+      } catch (err) {
+        if (this.stopped && this.nc.isClosed()) return
+        this.log.warn({ err: (err as Error).message, taskId: status.taskId, state: status.state }, 'status update not stored yet; retrying')
+        await new Promise((r) => setTimeout(r, delay))
+        delay = Math.min(delay * 2, 5_000)
+      }
+    }
+  }
+
+  // ---- recovery ---------------------------------------------------------------------------
+
+  /** After a restart: find checkpointed tasks, re-attach to their containers, report the rest lost. */
+  private async recover(): Promise<void> {
+    const { checkpoints, broken } = await this.checkpoints.load()
+    for (const name of broken) this.log.warn({ checkpoint: name }, 'unreadable checkpoint ignored')
+    if (checkpoints.length === 0 && this.o.containerizer.kind === 'process') return
+    const sinks = new Map<string, OutputSink>()
+    let recovered: Awaited<ReturnType<Containerizer['recover']>> = []
+    try {
+      recovered = await this.o.containerizer.recover(this.id, (taskId) => {
+        return (which, chunk) => sinks.get(taskId)?.(which, chunk)
+      })
+    } catch (err) {
+      this.log.error({ err }, 'container recovery failed')
+    }
+    const byTask = new Map(recovered.map((r) => [key(r.frameworkId, r.taskId), r]))
+    for (const cp of checkpoints) {
+      const k = key(cp.task.frameworkId, cp.task.taskId)
+      const t: LiveTask = { info: cp.task, status: cp.status, sandbox: cp.sandbox, outputSeq: 0 }
+      this.tasks.set(k, t)
+      const found = byTask.get(k)
+      byTask.delete(k)
+      if (isTerminal(cp.status.state)) {
+        // ended before the restart but maybe not stored: send it again (same uuid, de-duplicated)
+        this.update(t, cp.status.state, { ...cp.status })
+        continue
+      }
+      if (!found) {
+        this.update(t, 'LOST', { reason: 'CONTAINER_NOT_FOUND', message: `the task's ${this.o.containerizer.kind === 'process' ? 'process' : 'container'} did not survive the agent restart` })
+        this.cleanup(t)
+        continue
+      }
+      t.container = found.container
+      sinks.set(cp.task.taskId, this.outputSink(t))
+      if (cp.status.state !== 'RUNNING') this.update(t, 'RUNNING')
+      void found.container.exited.then((exit) => this.finish(t, exit))
+      this.log.info({ taskId: cp.task.taskId }, 'recovered a running task')
+    }
+    for (const orphan of byTask.values()) {
+      this.log.warn({ taskId: orphan.taskId, containerId: orphan.container.id }, 'removing an orphan container')
+      void orphan.container.kill(0).then(() => this.o.containerizer.remove(orphan.container.id)).catch(() => undefined)
+    }
+  }
+}

@@ -1,0 +1,149 @@
+// The `regatta` command line: one binary for every service and every operator command.
+import { Command, Option } from 'commander'
+import { ClusterState, Subjects } from '../../../shared/protocol/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
+import { connectNats, requestWithRetry, type NatsConnection } from '../../../shared/nats/index.js'
+import { createLogger } from '../../../shared/log/index.js'
+import { natsUrl, parseHostPort, parseIntArg, parseNumberArg } from '../../../shared/config/index.js'
+import { formatAgents, formatStatus } from './format.js'
+
+const program = new Command()
+program
+  .name('regatta')
+  .description('Regatta: an elastic CI/CD executor pool on a Mesos-style cluster core')
+  .showHelpAfterError()
+  .configureOutput({ outputError: (str, write) => write(str) })
+
+const natsOption = (): Option => new Option('--nats <url>', 'NATS URL (env REGATTA_NATS_URL)')
+const jsonOption = (): Option => new Option('--json', 'print JSON for scripts')
+
+/** Runs a long-lived service until SIGINT/SIGTERM. */
+async function serveUntilSignal(start: () => Promise<{ stop(): Promise<void> }>): Promise<void> {
+  const running = await start()
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      process.off('SIGINT', stop)
+      process.off('SIGTERM', stop)
+      void running.stop().finally(resolve)
+    }
+    process.on('SIGINT', stop)
+    process.on('SIGTERM', stop)
+  })
+}
+
+async function withNats<T>(url: string | undefined, fn: (nc: NatsConnection) => Promise<T>): Promise<T> {
+  const nc = await connectNats(natsUrl(url), 'regatta-cli', { maxReconnectAttempts: 3 })
+  try {
+    return await fn(nc)
+  } finally {
+    await nc.close().catch(() => undefined)
+  }
+}
+
+async function clusterState(url: string | undefined): Promise<ClusterState> {
+  return withNats(url, (nc) => requestWithRetry(nc, Subjects.masterState, {}, ClusterState, { deadlineMs: 10_000, timeoutMs: 3_000 }))
+}
+
+program.command('dev')
+  .description('run everything on one machine: nats-server, master, agent')
+  .option('--nats-port <n>', 'NATS port', '4222')
+  .option('--master-port <n>', 'master HTTP port', '5050')
+  .option('--ci-port <n>', 'CI HTTP port', '8080')
+  .option('--data <dir>', 'data directory', '.regatta')
+  .addOption(new Option('--containerizer <kind>', 'force a containerizer').choices(['docker', 'process']))
+  .action(async (opts: { natsPort: string; masterPort: string; ciPort: string; data: string; containerizer?: 'docker' | 'process' }) => {
+    const { runDev } = await import('./dev.js')
+    await serveUntilSignal(() => runDev({
+      natsPort: parseIntArg(opts.natsPort, '--nats-port', 1, 65535),
+      masterPort: parseIntArg(opts.masterPort, '--master-port', 0, 65535),
+      ciPort: parseIntArg(opts.ciPort, '--ci-port', 0, 65535),
+      dataDir: opts.data,
+      ...(opts.containerizer ? { containerizer: opts.containerizer } : {}),
+    }))
+  })
+
+program.command('master')
+  .description('run one master (run 3 for HA)')
+  .addOption(natsOption())
+  .option('--id <id>', 'master id (default: host name and a random suffix)')
+  .option('--http <host:port>', 'operator HTTP API address', '0.0.0.0:5050')
+  .option('--advertise <url>', 'URL other masters redirect to (default from --http)')
+  .action(async (opts: { nats?: string; id?: string; http: string; advertise?: string }) => {
+    const { runMaster } = await import('../../master/src/main.js')
+    await serveUntilSignal(() => runMaster({
+      natsUrl: natsUrl(opts.nats), http: parseHostPort(opts.http, '--http'),
+      ...(opts.id ? { id: opts.id } : {}), ...(opts.advertise ? { advertiseUrl: opts.advertise } : {}),
+    }))
+  })
+
+program.command('agent')
+  .description('run one build agent')
+  .addOption(natsOption())
+  .option('--pool <name>', 'pool the agent belongs to', 'default')
+  .option('--resources <spec>', 'e.g. "cpus:2;mem:4096;disk:20000;ports:[31000-32000]" (default: detected)')
+  .option('--attributes <spec>', 'e.g. "os:linux;arch:amd64"')
+  .addOption(new Option('--containerizer <kind>', 'default: docker when an engine answers').choices(['docker', 'process']))
+  .option('--work-dir <dir>', 'checkpoints and task sandboxes', '.regatta/agent')
+  .option('--default-image <image>', 'image for tasks that name none', 'regatta/busybox:latest')
+  .action(async (opts: { nats?: string; pool: string; resources?: string; attributes?: string; containerizer?: 'docker' | 'process'; workDir: string; defaultImage: string }) => {
+    const { runAgent } = await import('../../agent/src/main.js')
+    await serveUntilSignal(() => runAgent({
+      natsUrl: natsUrl(opts.nats), pool: opts.pool, workDir: opts.workDir, defaultImage: opts.defaultImage,
+      ...(opts.resources ? { resources: opts.resources } : {}),
+      ...(opts.attributes ? { attributes: opts.attributes } : {}),
+      ...(opts.containerizer ? { containerizer: opts.containerizer } : {}),
+    }))
+  })
+
+program.command('exec')
+  .description('run one task on the cluster, stream its output, exit with its exit code')
+  .addOption(natsOption())
+  .option('--image <image>', 'container image (default: the agent\'s default image)')
+  .option('--cpus <n>', 'CPUs', '0.1')
+  .option('--mem <mib>', 'memory in MiB', '64')
+  .option('--role <role>', 'role to take resources under', '*')
+  .addOption(new Option('--network <mode>', 'container network').choices(['none', 'host']))
+  .argument('<command...>', 'the command (after --)')
+  .action(async (command: string[], opts: { nats?: string; image?: string; cpus: string; mem: string; role: string; network?: 'none' | 'host' }) => {
+    const { execTask } = await import('./exec.js')
+    const cpus = parseNumberArg(opts.cpus, '--cpus', 0.001)
+    const mem = parseNumberArg(opts.mem, '--mem', 1)
+    const result = await withNats(opts.nats, (nc) => execTask({
+      nc, command, cpus, mem, role: opts.role, logger: createLogger('exec', { level: 'error' }),
+      stdout: process.stdout, stderr: process.stderr,
+      ...(opts.image ? { image: opts.image } : {}), ...(opts.network ? { network: opts.network } : {}),
+    }))
+    if (result.status.state !== 'FINISHED' && result.status.state !== 'FAILED') {
+      process.stderr.write(`regatta: task ${result.status.state}${result.status.message ? `: ${result.status.message}` : ''}\n`)
+    } else if (result.status.reason && result.status.reason !== 'COMMAND_FAILED' && result.status.message) {
+      process.stderr.write(`regatta: ${result.status.message}\n`)
+    }
+    process.exitCode = result.exitCode
+  })
+
+program.command('status')
+  .description('leader, agents, resources used/total, frameworks')
+  .addOption(natsOption())
+  .addOption(jsonOption())
+  .action(async (opts: { nats?: string; json?: boolean }) => {
+    const state = await clusterState(opts.nats)
+    process.stdout.write(opts.json ? `${JSON.stringify(state)}\n` : `${formatStatus(state)}\n`)
+  })
+
+const agents = program.command('agents').description('the pool\'s agents')
+agents.command('ls')
+  .description('list agents with state, pool, resources used/total, tasks, idle time')
+  .addOption(natsOption())
+  .addOption(jsonOption())
+  .action(async (opts: { nats?: string; json?: boolean }) => {
+    const state = await clusterState(opts.nats)
+    process.stdout.write(opts.json ? `${JSON.stringify(state.agents)}\n` : `${formatAgents(state)}\n`)
+  })
+
+try {
+  await program.parseAsync(process.argv)
+} catch (err) {
+  const e = RegattaError.from(err)
+  process.stderr.write(`regatta: ${e.message}\n`)
+  process.exitCode = e.code === 'INVALID_CONFIG' ? 2 : 1
+}

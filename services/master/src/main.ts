@@ -1,0 +1,59 @@
+// Entry of `regatta master`: reads config, connects to NATS, wires the master and its HTTP API.
+import { hostname } from 'node:os'
+import { randomUUID } from 'node:crypto'
+import { connectNats } from '../../../shared/nats/index.js'
+import { createLogger, type Logger } from '../../../shared/log/index.js'
+import type { HostPort } from '../../../shared/config/index.js'
+import { Master, type MasterConfig } from './master.js'
+import { MasterMetrics } from './metrics.js'
+import { createMasterHttp } from './http/index.js'
+
+export interface MasterRunOptions {
+  natsUrl: string
+  id?: string
+  http?: HostPort
+  /** The URL others reach this master's HTTP API at (for redirects); default from `http`. */
+  advertiseUrl?: string
+  config?: Partial<MasterConfig>
+  logger?: Logger
+}
+
+export interface RunningMaster {
+  master: Master
+  httpUrl?: string
+  stop(): Promise<void>
+}
+
+export async function runMaster(o: MasterRunOptions): Promise<RunningMaster> {
+  const id = o.id ?? `master-${hostname().replace(/[^A-Za-z0-9-]/g, '-')}-${randomUUID().slice(0, 6)}`
+  const logger = (o.logger ?? createLogger('master')).child({ masterId: id })
+  const nc = await connectNats(o.natsUrl, `regatta-master-${id}`)
+  const metrics = new MasterMetrics()
+  const advertise = o.advertiseUrl ?? (o.http ? `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${o.http.port}` : undefined)
+  const master = new Master({ nc, id, logger, metrics, config: o.config, ...(advertise ? { httpUrl: advertise } : {}) })
+  await master.start()
+  let http: ReturnType<typeof createMasterHttp> | undefined
+  let httpUrl: string | undefined
+  if (o.http) {
+    http = createMasterHttp({
+      getState: () => master.state(),
+      metrics,
+      isLeader: () => master.isLeader,
+      leaderHttpUrl: () => master.leaderInfo()?.httpUrl,
+      logger,
+    })
+    await http.listen({ host: o.http.host, port: o.http.port })
+    const addr = http.server.address()
+    httpUrl = typeof addr === 'object' && addr ? `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${addr.port}` : advertise
+    logger.info({ url: httpUrl }, 'master HTTP API listening')
+  }
+  return {
+    master,
+    ...(httpUrl ? { httpUrl } : {}),
+    async stop() {
+      await master.stop()
+      await http?.close()
+      await nc.drain().catch(() => undefined)
+    },
+  }
+}

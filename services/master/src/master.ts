@@ -1,0 +1,643 @@
+// The master: leader election, the agent and scheduler APIs over NATS, status updates from
+// JetStream, offers and the allocation loop. Decisions are delegated to the pure allocator;
+// this module applies them and does the messaging.
+import { randomUUID } from 'node:crypto'
+import type { ConsumerMessages, JetStreamClient, NatsConnection, Subscription } from 'nats'
+import {
+  AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, TaskStatus, Subjects, Streams, Consumers, Buckets,
+  decode, encode, isTerminal,
+  type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type TaskInfo, type TaskState,
+} from '../../../shared/protocol/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
+import { add, normalize, subtract } from '../../../shared/resources/index.js'
+import { LeaderLease, ensureConsumer, ensureStreams, request, serve } from '../../../shared/nats/index.js'
+import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
+import type { Logger } from '../../../shared/log/index.js'
+import { allocate } from './allocator/index.js'
+import { Cluster, taskKey, type AgentEntry, type FrameworkEntry, type TaskEntry } from './cluster.js'
+import { takeFromPool } from './launch.js'
+import type { MasterMetrics } from './metrics.js'
+
+export interface MasterConfig {
+  heartbeatIntervalMs: number
+  /** An agent silent this long is unreachable; its tasks go UNREACHABLE. */
+  agentUnreachableMs: number
+  /** An agent unreachable this long is gone; its tasks go GONE. */
+  agentGoneMs: number
+  /** Offers held longer are rescinded. */
+  offerTimeoutMs: number
+  /** A framework silent this long is inactive (no offers). */
+  frameworkInactiveMs: number
+  /** Default failover timeout of a framework that does not set one. */
+  frameworkFailoverMs: number
+  allocationIntervalMs: number
+  /** Changes within this window are allocated in one pass. */
+  allocationBatchMs: number
+  leaseTtlMs: number
+  /** Default refuse time of DECLINE and of the unused part of an ACCEPT (Mesos: 5 s). */
+  defaultRefuseSeconds: number
+}
+
+export const defaultMasterConfig: MasterConfig = {
+  heartbeatIntervalMs: 1_000,
+  agentUnreachableMs: 5_000,
+  agentGoneMs: 60_000,
+  offerTimeoutMs: 20_000,
+  frameworkInactiveMs: 5_000,
+  frameworkFailoverMs: 60_000,
+  allocationIntervalMs: 1_000,
+  allocationBatchMs: 5,
+  leaseTtlMs: 3_000,
+  defaultRefuseSeconds: 5,
+}
+
+export interface MasterOptions {
+  nc: NatsConnection
+  id: string
+  logger: Logger
+  metrics?: MasterMetrics
+  clock?: Clock
+  httpUrl?: string
+  config?: Partial<MasterConfig>
+}
+
+const MAX_OFFERS_PER_EVENT = 500
+
+export class Master {
+  readonly cluster = new Cluster()
+  readonly config: MasterConfig
+  readonly startedAt: number
+  private readonly nc: NatsConnection
+  private readonly js: JetStreamClient
+  private readonly log: Logger
+  private readonly clock: Clock
+  private readonly lease: LeaderLease
+  private subs: Subscription[] = []
+  private updates?: ConsumerMessages
+  private timers: Timer[] = []
+  private allocationTimer?: Timer
+  private leading = false
+  private stopped = false
+
+  constructor(private readonly o: MasterOptions) {
+    this.nc = o.nc
+    this.js = o.nc.jetstream()
+    this.log = o.logger.child({ masterId: o.id })
+    this.clock = o.clock ?? systemClock
+    this.config = { ...defaultMasterConfig, ...o.config }
+    this.startedAt = this.clock.now()
+    this.lease = new LeaderLease({
+      nc: o.nc,
+      bucket: Buckets.leader,
+      ttlMs: this.config.leaseTtlMs,
+      holderId: o.id,
+      info: o.httpUrl ? { httpUrl: o.httpUrl } : {},
+      clock: this.clock,
+      logger: this.log,
+      onElected: (epoch) => void this.lead(epoch),
+      onDemoted: (reason) => this.stepDown(reason),
+    })
+  }
+
+  get isLeader(): boolean {
+    return this.leading
+  }
+
+  get epoch(): number {
+    return this.lease.epoch
+  }
+
+  /** The leader as last seen (this master or another). */
+  leaderInfo(): ClusterState['leader'] {
+    const cur = this.lease.current
+    if (!cur) return null
+    return { id: cur.id, epoch: cur.epoch, ...(cur.info.httpUrl ? { httpUrl: cur.info.httpUrl } : {}) }
+  }
+
+  async start(): Promise<void> {
+    await ensureStreams(await this.nc.jetstreamManager())
+    void (async () => {
+      for await (const s of this.nc.status()) {
+        if (s.type === 'disconnect' && this.leading) this.lease.demote('lost the NATS connection')
+      }
+    })()
+    await this.lease.start()
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    await this.lease.resign()
+    this.stepDown('stopped')
+  }
+
+  state(): ClusterState {
+    return this.cluster.view(this.o.id, this.leaderInfo(), this.startedAt, this.clock.now())
+  }
+
+  // ---- leadership -------------------------------------------------------------------------
+
+  private async lead(epoch: number): Promise<void> {
+    if (this.stopped) return
+    this.leading = true
+    const serveOpts = { logger: this.log, onInvalid: (subject: string) => this.o.metrics?.invalidMessage(subject) }
+    this.subs.push(
+      serve(this.nc, Subjects.agentRegister, RegisterAgent, (m) => this.registerAgent(m), serveOpts),
+      serve(this.nc, Subjects.agentHeartbeat, AgentHeartbeat, (m) => this.heartbeat(m), serveOpts),
+      serve(this.nc, Subjects.schedulerCall, Call, (m) => this.call(m), serveOpts),
+    )
+    const stateSub = this.nc.subscribe(Subjects.masterState)
+    this.subs.push(stateSub)
+    void (async () => {
+      for await (const m of stateSub) m.respond(encode(this.state()))
+    })()
+    this.timers.push(
+      this.clock.setInterval(() => this.allocate(), this.config.allocationIntervalMs),
+      this.clock.setInterval(() => this.checkTimeouts(), Math.min(500, this.config.heartbeatIntervalMs)),
+      this.clock.setInterval(() => this.heartbeatFrameworks(), this.config.heartbeatIntervalMs * 5),
+    )
+    try {
+      const consumer = await this.js.consumers.get(Streams.updates, Consumers.masterUpdates)
+      this.updates = await consumer.consume({ max_messages: 2_000 })
+      const updates = this.updates
+      void (async () => {
+        for await (const m of updates) {
+          try {
+            this.onStatusUpdate(decode(TaskStatus, m.data, 'status update'))
+          } catch (err) {
+            this.o.metrics?.invalidMessage(m.subject)
+            this.log.warn({ err: (err as Error).message, subject: m.subject }, 'dropping a bad status update')
+          }
+          m.ack()
+        }
+      })()
+    } catch (err) {
+      this.log.error({ err }, 'cannot consume status updates; stepping down')
+      this.lease.demote('cannot consume status updates')
+    }
+  }
+
+  private stepDown(reason: string): void {
+    if (!this.leading) return
+    this.leading = false
+    this.log.warn({ reason }, 'no longer leading')
+    for (const s of this.subs.splice(0)) s.unsubscribe()
+    for (const t of this.timers.splice(0)) t.cancel()
+    this.allocationTimer?.cancel()
+    this.allocationTimer = undefined
+    void this.updates?.close()
+    this.updates = undefined
+  }
+
+  // ---- agents -----------------------------------------------------------------------------
+
+  private registerAgent(m: RegisterAgent): AgentRegistered {
+    const now = this.clock.now()
+    const info = m.agent
+    let agent = this.cluster.agents.get(info.id)
+    const reported = new Set(m.tasks.map((t) => taskKey(t.task.frameworkId, t.task.taskId)))
+    const killTaskIds: string[] = []
+    if (agent) {
+      // re-registration: tasks the master had there but the agent no longer runs are lost
+      for (const key of [...agent.taskKeys]) {
+        const t = this.cluster.tasks.get(key)
+        if (!t || isTerminal(t.state) || reported.has(key)) continue
+        this.masterUpdate(t, t.state === 'STAGING' ? 'DROPPED' : 'LOST', 'AGENT_REREGISTERED', 'the agent re-registered without this task')
+      }
+      for (const offerId of this.cluster.offersOfAgent(info.id)) this.rescind(offerId)
+      agent.info = info
+      agent.state = 'active'
+      agent.lastHeartbeatAt = now
+      agent.unreachableSince = undefined
+      agent.used = []
+      for (const key of agent.taskKeys) {
+        const t = this.cluster.tasks.get(key)
+        if (t?.holdsResources) agent.used = add(agent.used, t.info.resources)
+      }
+    } else {
+      agent = {
+        info, state: 'active', draining: false, registeredAt: now, lastHeartbeatAt: now,
+        revocable: [], used: [], offered: [], taskKeys: new Set(), idleSince: now,
+      }
+      this.cluster.agents.set(info.id, agent)
+    }
+    for (const { task, status } of m.tasks) {
+      const key = taskKey(task.frameworkId, task.taskId)
+      const known = this.cluster.tasks.get(key)
+      if (!known) {
+        if (!this.cluster.frameworks.has(task.frameworkId) && !isTerminal(status.state)) {
+          // a task of a framework this master never heard of (teardown while the agent was away)
+          killTaskIds.push(task.taskId)
+        }
+        this.cluster.addTask({ ...task, agentId: info.id }, status, now)
+      } else if (known.state === 'UNREACHABLE' && !isTerminal(status.state)) {
+        // the agent is back in time: the task resumes
+        this.masterUpdate(known, status.state, 'AGENT_REREGISTERED', 'the agent came back')
+      }
+    }
+    this.log.info({ agentId: info.id, tasks: m.tasks.length, pool: info.pool }, 'agent registered')
+    this.scheduleAllocation()
+    return {
+      agentId: info.id, epoch: this.lease.epoch, heartbeatIntervalMs: this.config.heartbeatIntervalMs,
+      ...(killTaskIds.length ? { killTaskIds } : {}),
+    }
+  }
+
+  private heartbeat(m: AgentHeartbeat): { epoch: number } {
+    const agent = this.cluster.agents.get(m.agentId)
+    if (!agent || agent.state === 'unreachable') {
+      // an unreachable agent must re-register so that its tasks are reconciled
+      throw new RegattaError('UNKNOWN_AGENT', `agent ${m.agentId} is not registered with this master`)
+    }
+    agent.lastHeartbeatAt = this.clock.now()
+    if (m.revocable) {
+      agent.revocable = normalize(m.revocable.map((r) => ({ ...r, revocable: true })))
+    }
+    return { epoch: this.lease.epoch }
+  }
+
+  private markUnreachable(agent: AgentEntry, now: number): void {
+    agent.state = 'unreachable'
+    agent.unreachableSince = now
+    for (const offerId of this.cluster.offersOfAgent(agent.info.id)) this.rescind(offerId)
+    this.log.warn({ agentId: agent.info.id }, 'agent unreachable')
+    for (const key of agent.taskKeys) {
+      const t = this.cluster.tasks.get(key)
+      if (t && !isTerminal(t.state)) this.masterUpdate(t, 'UNREACHABLE', 'AGENT_UNREACHABLE', `agent ${agent.info.id} stopped heartbeating`)
+    }
+  }
+
+  private removeAgent(agent: AgentEntry): void {
+    this.log.warn({ agentId: agent.info.id }, 'agent gone')
+    const frameworks = new Set<string>()
+    for (const key of [...agent.taskKeys]) {
+      const t = this.cluster.tasks.get(key)
+      if (t && !isTerminal(t.state)) {
+        frameworks.add(t.info.frameworkId)
+        this.masterUpdate(t, 'GONE', 'AGENT_GONE', `agent ${agent.info.id} did not come back`)
+      }
+    }
+    this.cluster.agents.delete(agent.info.id)
+    for (const fw of frameworks) this.sendEvent(fw, { type: 'FAILURE', agentId: agent.info.id, message: 'agent gone' })
+  }
+
+  private checkTimeouts(): void {
+    const now = this.clock.now()
+    for (const agent of [...this.cluster.agents.values()]) {
+      if (agent.state === 'active' && now - agent.lastHeartbeatAt > this.config.agentUnreachableMs) this.markUnreachable(agent, now)
+      else if (agent.state === 'unreachable' && now - (agent.unreachableSince ?? now) > this.config.agentGoneMs) this.removeAgent(agent)
+    }
+    for (const o of [...this.cluster.offers.values()]) {
+      if (now - o.createdAt > this.config.offerTimeoutMs) this.rescind(o.offer.id)
+    }
+    for (const f of [...this.cluster.frameworks.values()]) {
+      if (f.active && now - f.lastSeenAt > this.config.frameworkInactiveMs) this.deactivate(f, now)
+      else if (!f.active && f.disconnectedAt !== undefined &&
+        now - f.disconnectedAt > (f.info.failoverTimeoutMs ?? this.config.frameworkFailoverMs)) {
+        this.log.warn({ frameworkId: f.info.id }, 'framework failover timeout passed; tearing it down')
+        this.teardown(f)
+      }
+    }
+  }
+
+  // ---- frameworks -------------------------------------------------------------------------
+
+  private deactivate(f: FrameworkEntry, now: number): void {
+    f.active = false
+    f.disconnectedAt = now
+    for (const id of [...f.offerIds]) this.rescind(id)
+    this.log.warn({ frameworkId: f.info.id }, 'framework inactive')
+  }
+
+  private async call(c: Call): Promise<CallReply> {
+    this.o.metrics?.call(c.type)
+    if (c.type === 'SUBSCRIBE') return this.subscribe(c.framework)
+    const f = this.cluster.frameworks.get(c.frameworkId)
+    if (!f) throw new RegattaError('UNKNOWN_FRAMEWORK', `framework ${c.frameworkId} is not subscribed`)
+    const now = this.clock.now()
+    f.lastSeenAt = now
+    if (!f.active && c.type !== 'TEARDOWN') {
+      f.active = true
+      f.disconnectedAt = undefined
+      this.scheduleAllocation()
+    }
+    switch (c.type) {
+      case 'ACCEPT': return this.accept(f, c)
+      case 'DECLINE': {
+        for (const id of c.offerIds) {
+          const offer = this.ownOffer(f, id)
+          if (!offer) continue
+          this.cluster.removeOffer(id)
+          this.addFilter(f.info.id, offer.agentId, offer.resources, c.filters?.refuseSeconds ?? this.config.defaultRefuseSeconds, now)
+        }
+        this.scheduleAllocation()
+        return { ok: true }
+      }
+      case 'REVIVE': {
+        if (c.roles?.length) for (const r of c.roles) f.suppressed.delete(r)
+        else f.suppressed.clear()
+        this.cluster.filters = this.cluster.filters.filter((x) => x.frameworkId !== f.info.id)
+        this.scheduleAllocation()
+        return { ok: true }
+      }
+      case 'SUPPRESS': {
+        if (c.roles?.length) for (const r of c.roles) f.suppressed.add(r)
+        else f.suppressed.add('*all*')
+        return { ok: true }
+      }
+      case 'KILL': return this.kill(f, c.taskId, c.gracePeriodMs)
+      case 'ACKNOWLEDGE': {
+        const key = taskKey(f.info.id, c.taskId)
+        const t = this.cluster.tasks.get(key)
+        if (t && isTerminal(t.state) && t.latest.uuid === c.uuid) this.cluster.forgetTask(key)
+        return { ok: true }
+      }
+      case 'RECONCILE': return this.reconcile(f, c.tasks)
+      case 'TEARDOWN': this.teardown(f); return { ok: true }
+      case 'KEEPALIVE': return { ok: true }
+    }
+  }
+
+  private async subscribe(info: FrameworkInfo): Promise<CallReply> {
+    const now = this.clock.now()
+    const id = info.id ?? randomUUID()
+    let f = this.cluster.frameworks.get(id)
+    if (f) {
+      // re-subscription (failover of the framework): it keeps its tasks
+      f.info = { ...info, id }
+      f.active = true
+      f.lastSeenAt = now
+      f.disconnectedAt = undefined
+      for (const offerId of [...f.offerIds]) this.rescind(offerId)
+    } else {
+      f = { info: { ...info, id }, active: true, registeredAt: now, lastSeenAt: now, suppressed: new Set(), offerIds: new Set(), taskKeys: new Set() }
+      this.cluster.frameworks.set(id, f)
+    }
+    // the framework's durable consumer of its status updates must exist before any task runs
+    await ensureConsumer(await this.nc.jetstreamManager(), Streams.updates, Consumers.frameworkUpdates(id), Subjects.statusUpdate(id))
+    this.log.info({ frameworkId: id, name: info.name, roles: info.roles }, 'framework subscribed')
+    const subscribed = { type: 'SUBSCRIBED' as const, frameworkId: id, heartbeatIntervalMs: this.config.heartbeatIntervalMs, masterId: this.o.id, epoch: this.lease.epoch }
+    this.scheduleAllocation()
+    return subscribed
+  }
+
+  private teardown(f: FrameworkEntry): void {
+    for (const id of [...f.offerIds]) this.cluster.removeOffer(id)
+    const agents = new Set<string>()
+    for (const key of f.taskKeys) {
+      const t = this.cluster.tasks.get(key)
+      if (t && !isTerminal(t.state)) agents.add(t.info.agentId)
+    }
+    for (const agentId of agents) {
+      void this.command(agentId, { type: 'SHUTDOWN_FRAMEWORK', epoch: this.lease.epoch, frameworkId: f.info.id })
+    }
+    for (const key of [...f.taskKeys]) {
+      const t = this.cluster.tasks.get(key)
+      if (t) {
+        this.cluster.releaseTask(t, this.clock.now())
+        this.cluster.forgetTask(key)
+      }
+    }
+    this.cluster.frameworks.delete(f.info.id)
+    this.cluster.filters = this.cluster.filters.filter((x) => x.frameworkId !== f.info.id)
+    void this.nc.jetstreamManager()
+      .then((jsm) => jsm.consumers.delete(Streams.updates, Consumers.frameworkUpdates(f.info.id)))
+      .catch(() => undefined)
+    this.log.info({ frameworkId: f.info.id }, 'framework torn down')
+    this.scheduleAllocation()
+  }
+
+  private ownOffer(f: FrameworkEntry, offerId: string): Offer | undefined {
+    const o = this.cluster.offers.get(offerId)
+    return o && o.offer.frameworkId === f.info.id ? o.offer : undefined
+  }
+
+  private addFilter(frameworkId: string, agentId: string, resources: Offer['resources'], seconds: number, now: number): void {
+    if (seconds <= 0 || resources.length === 0) return
+    this.cluster.filters.push({ frameworkId, agentId, resources, until: now + seconds * 1000 })
+  }
+
+  private accept(f: FrameworkEntry, c: Extract<Call, { type: 'ACCEPT' }>): CallReply {
+    const now = this.clock.now()
+    const offers: Offer[] = []
+    for (const id of c.offerIds) {
+      const o = this.ownOffer(f, id)
+      if (!o) {
+        // the offer is gone (rescinded or timed out): its tasks are dropped, as in Mesos
+        for (const op of c.operations) for (const t of op.tasks) {
+          this.masterStatus(f.info.id, t.taskId, undefined, 'DROPPED', 'INVALID_OFFERS', `offer ${id} is no longer valid`)
+        }
+        for (const other of offers) this.cluster.removeOffer(other.id)
+        for (const rest of c.offerIds) if (this.ownOffer(f, rest)) this.cluster.removeOffer(rest)
+        this.scheduleAllocation()
+        return { ok: true }
+      }
+      offers.push(o)
+    }
+    const agentId = offers[0]!.agentId
+    if (offers.some((o) => o.agentId !== agentId)) {
+      throw new RegattaError('INVALID_OPERATION', 'ACCEPT: all offers must be on the same agent')
+    }
+    for (const o of offers) this.cluster.removeOffer(o.id)
+    const agent = this.cluster.agents.get(agentId)
+    let pool = offers.reduce((acc, o) => add(acc, o.resources), [] as Offer['resources'])
+    const launched: TaskInfo[] = []
+    for (const op of c.operations) {
+      for (const spec of op.tasks) {
+        const role = offers.find((o) => takeFromPool(pool, spec.resources, o.role))?.role ?? offers[0]!.role
+        const key = taskKey(f.info.id, spec.taskId)
+        const existing = this.cluster.tasks.get(key)
+        if (existing && !isTerminal(existing.state)) {
+          this.masterStatus(f.info.id, spec.taskId, agentId, 'ERROR', 'TASK_INVALID', `task id ${spec.taskId} is already in use`)
+          continue
+        }
+        const taken = takeFromPool(pool, spec.resources, role)
+        if (!taken || !agent) {
+          this.masterStatus(f.info.id, spec.taskId, agentId, 'ERROR', 'TASK_INVALID',
+            agent ? `task ${spec.taskId} asks for more than its offers hold` : `agent ${agentId} is gone`)
+          continue
+        }
+        pool = subtract(pool, taken)
+        const info: TaskInfo = { ...spec, resources: taken, frameworkId: f.info.id, agentId, role }
+        if (existing) this.cluster.forgetTask(key)
+        this.cluster.addTask(info, { taskId: spec.taskId, frameworkId: f.info.id, agentId, state: 'STAGING', source: 'master', timestamp: now }, now)
+        launched.push(info)
+      }
+    }
+    if (pool.length > 0) this.addFilter(f.info.id, agentId, pool, c.filters?.refuseSeconds ?? this.config.defaultRefuseSeconds, now)
+    if (launched.length > 0) {
+      this.o.metrics?.taskLaunched(launched.length)
+      void this.launch(agentId, launched)
+    }
+    this.scheduleAllocation()
+    return { ok: true }
+  }
+
+  private async launch(agentId: string, tasks: TaskInfo[]): Promise<void> {
+    try {
+      await this.command(agentId, { type: 'LAUNCH', epoch: this.lease.epoch, tasks }, true)
+    } catch (err) {
+      const e = RegattaError.from(err)
+      // "no responders": the agent is not there, the tasks never reached it. A timeout is
+      // ambiguous (the agent may run them): those stay STAGING until the agent re-registers.
+      if (e.code !== 'TIMEOUT') {
+        for (const info of tasks) {
+          const t = this.cluster.tasks.get(taskKey(info.frameworkId, info.taskId))
+          if (t && t.state === 'STAGING') this.masterUpdate(t, e.code === 'STALE_EPOCH' ? 'DROPPED' : 'DROPPED', 'AGENT_UNREACHABLE', `launch failed: ${e.message}`)
+        }
+      } else {
+        this.log.warn({ agentId, tasks: tasks.length }, 'launch command timed out; waiting for the agent to report')
+      }
+    }
+  }
+
+  private async command(agentId: string, cmd: AgentCommand, raise = false): Promise<void> {
+    try {
+      await request(this.nc, Subjects.agentCommand(agentId), cmd, CommandReply, 10_000)
+    } catch (err) {
+      this.log.warn({ agentId, type: cmd.type, err: (err as Error).message }, 'agent command failed')
+      if (raise) throw err
+    }
+  }
+
+  private kill(f: FrameworkEntry, taskId: string, gracePeriodMs?: number): CallReply {
+    const t = this.cluster.tasks.get(taskKey(f.info.id, taskId))
+    if (!t || isTerminal(t.state)) {
+      // Mesos answers a kill of an unknown task with a status update, not an error
+      this.sendEvent(f.info.id, { type: 'UPDATE', status: {
+        taskId, frameworkId: f.info.id, state: t?.state ?? 'LOST', source: 'master', reason: 'RECONCILIATION',
+        message: t ? 'the task already ended' : 'unknown task', timestamp: this.clock.now(),
+        ...(t ? { agentId: t.info.agentId } : {}),
+      } })
+      return { ok: true }
+    }
+    void this.command(t.info.agentId, {
+      type: 'KILL', epoch: this.lease.epoch, frameworkId: f.info.id, taskId,
+      ...(gracePeriodMs !== undefined ? { gracePeriodMs } : {}),
+    })
+    return { ok: true }
+  }
+
+  private reconcile(f: FrameworkEntry, tasks: Array<{ taskId: string; agentId?: string }>): CallReply {
+    const now = this.clock.now()
+    const send = (t: TaskEntry): void => this.sendEvent(f.info.id, { type: 'UPDATE', status: { ...t.latest, uuid: undefined, source: 'master', reason: 'RECONCILIATION', timestamp: now } })
+    if (tasks.length === 0) {
+      // implicit: every task the master knows for the framework
+      for (const key of f.taskKeys) {
+        const t = this.cluster.tasks.get(key)
+        if (t) send(t)
+      }
+      return { ok: true }
+    }
+    for (const q of tasks) {
+      const t = this.cluster.tasks.get(taskKey(f.info.id, q.taskId))
+      if (t) send(t)
+      else {
+        this.sendEvent(f.info.id, { type: 'UPDATE', status: {
+          taskId: q.taskId, frameworkId: f.info.id, state: 'LOST', source: 'master', reason: 'RECONCILIATION',
+          message: 'unknown task', timestamp: now, ...(q.agentId ? { agentId: q.agentId } : {}),
+        } })
+      }
+    }
+    return { ok: true }
+  }
+
+  private heartbeatFrameworks(): void {
+    for (const f of this.cluster.frameworks.values()) if (f.active) this.sendEvent(f.info.id, { type: 'HEARTBEAT' })
+  }
+
+  // ---- status updates ---------------------------------------------------------------------
+
+  private onStatusUpdate(s: TaskStatus): void {
+    this.o.metrics?.statusUpdate(s.state)
+    const key = taskKey(s.frameworkId, s.taskId)
+    const t = this.cluster.tasks.get(key)
+    if (!t) return
+    if (t.latest.uuid === s.uuid && t.state === s.state) return // our own update, applied already
+    const wasHolding = t.holdsResources
+    if (!this.cluster.applyStatus(t, s, this.clock.now())) return
+    if (wasHolding && !t.holdsResources) this.scheduleAllocation()
+  }
+
+  /** A status update the master makes itself (task dropped, agent lost...), acknowledged like any other. */
+  private masterUpdate(t: TaskEntry, state: TaskState, reason: string, message: string): void {
+    const status: TaskStatus = {
+      taskId: t.info.taskId, frameworkId: t.info.frameworkId, agentId: t.info.agentId, state,
+      uuid: randomUUID(), source: 'master', reason, message, timestamp: this.clock.now(),
+    }
+    const wasHolding = t.holdsResources
+    this.cluster.applyStatus(t, status, this.clock.now())
+    if (wasHolding && !t.holdsResources) this.scheduleAllocation()
+    this.publishUpdate(status)
+  }
+
+  private masterStatus(frameworkId: string, taskId: string, agentId: string | undefined, state: TaskState, reason: string, message: string): void {
+    this.publishUpdate({
+      taskId, frameworkId, state, uuid: randomUUID(), source: 'master', reason, message, timestamp: this.clock.now(),
+      ...(agentId ? { agentId } : {}),
+    })
+  }
+
+  private publishUpdate(status: TaskStatus): void {
+    const publish = (attempt: number): void => {
+      this.js.publish(Subjects.statusUpdate(status.frameworkId), encode(status), { msgID: status.uuid })
+        .catch((err: Error) => {
+          if (attempt > 20 || this.stopped) {
+            this.log.error({ err: err.message, taskId: status.taskId }, 'giving up publishing a status update')
+            return
+          }
+          this.clock.setTimeout(() => publish(attempt + 1), Math.min(5_000, 100 * 2 ** attempt))
+        })
+    }
+    publish(0)
+  }
+
+  // ---- offers and allocation --------------------------------------------------------------
+
+  private sendEvent(frameworkId: string, event: Event): void {
+    this.nc.publish(Subjects.frameworkEvents(frameworkId), encode(event))
+  }
+
+  private rescind(offerId: string): void {
+    const offer = this.cluster.removeOffer(offerId)
+    if (!offer) return
+    this.sendEvent(offer.frameworkId, { type: 'RESCIND', offerId })
+    this.scheduleAllocation()
+  }
+
+  /** Runs an allocation pass soon, batching the changes that come in the meantime. */
+  scheduleAllocation(): void {
+    if (!this.leading || this.allocationTimer) return
+    this.allocationTimer = this.clock.setTimeout(() => {
+      this.allocationTimer = undefined
+      this.allocate()
+    }, this.config.allocationBatchMs)
+  }
+
+  private allocate(): void {
+    if (!this.leading) return
+    const now = this.clock.now()
+    const started = performance.now()
+    const planned = allocate(this.cluster.snapshot(now))
+    this.o.metrics?.allocationPass((performance.now() - started) / 1000)
+    if (planned.length === 0) return
+    const byFramework = new Map<string, Offer[]>()
+    for (const p of planned) {
+      const agent = this.cluster.agents.get(p.agentId)
+      if (!agent) continue
+      const offer: Offer = {
+        id: randomUUID(), frameworkId: p.frameworkId, agentId: p.agentId, hostname: agent.info.hostname,
+        pool: agent.info.pool, attributes: agent.info.attributes, role: p.role, resources: p.resources,
+      }
+      this.cluster.addOffer(offer, now)
+      const list = byFramework.get(p.frameworkId) ?? []
+      list.push(offer)
+      byFramework.set(p.frameworkId, list)
+    }
+    this.o.metrics?.offersMade(planned.length)
+    for (const [frameworkId, offers] of byFramework) {
+      for (let i = 0; i < offers.length; i += MAX_OFFERS_PER_EVENT) {
+        this.sendEvent(frameworkId, { type: 'OFFERS', offers: offers.slice(i, i + MAX_OFFERS_PER_EVENT) })
+      }
+    }
+  }
+}

@@ -1,0 +1,200 @@
+// NATS helpers: connect, request/reply with typed errors and retry, serving a subject with
+// validation, and the JetStream streams every component relies on.
+import {
+  AckPolicy, connect, DeliverPolicy, ErrorCode, headers, NatsError, RetentionPolicy, StorageType,
+  type ConnectionOptions, type JetStreamManager, type Msg, type NatsConnection, type Subscription,
+} from 'nats'
+import type { Static, TSchema } from '@sinclair/typebox'
+import { RegattaError, isWireError } from '../errors/index.js'
+import { decode, encode, validate } from '../protocol/codec.js'
+import { Consumers, Streams, Subjects } from '../protocol/subjects.js'
+import type { Logger } from '../log/index.js'
+
+export type { NatsConnection, Msg, Subscription }
+
+export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222'
+
+export async function connectNats(url: string, name: string, extra: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
+  try {
+    return await connect({
+      servers: url.split(','),
+      name,
+      maxReconnectAttempts: -1,
+      reconnectTimeWait: 250,
+      pingInterval: 5_000,
+      ...extra,
+    })
+  } catch (err) {
+    throw new RegattaError('NO_RESPONDERS', `cannot connect to NATS at ${url}: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+function toRegattaError(err: unknown, subject: string): RegattaError {
+  if (err instanceof RegattaError) return err
+  if (err instanceof NatsError) {
+    if (err.code === ErrorCode.NoResponders) return new RegattaError('NO_RESPONDERS', `no responders on ${subject}`, { cause: err })
+    if (err.code === ErrorCode.Timeout) return new RegattaError('TIMEOUT', `no answer on ${subject} in time`, { cause: err })
+  }
+  return RegattaError.from(err)
+}
+
+/** Sends a request and decodes the reply; a `{ error }` reply is rebuilt as a RegattaError. */
+export async function request<T extends TSchema>(
+  nc: NatsConnection, subject: string, payload: unknown, replySchema: T, timeoutMs = 5_000,
+): Promise<Static<T>> {
+  let msg: Msg
+  try {
+    msg = await nc.request(subject, encode(payload), { timeout: timeoutMs })
+  } catch (err) {
+    throw toRegattaError(err, subject)
+  }
+  let body: unknown
+  try {
+    body = msg.json()
+  } catch {
+    throw new RegattaError('INVALID_MESSAGE', `reply on ${subject} is not JSON`)
+  }
+  if (isWireError(body)) throw RegattaError.fromWire(body.error)
+  return validate(replySchema, body, `reply on ${subject}`)
+}
+
+export interface RetryOptions {
+  /** Give up after this long (default 30 s). */
+  deadlineMs?: number
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+/** request(), retried with backoff while nobody serves the subject (e.g. during a master failover). */
+export async function requestWithRetry<T extends TSchema>(
+  nc: NatsConnection, subject: string, payload: unknown, replySchema: T, options: RetryOptions = {},
+): Promise<Static<T>> {
+  const deadline = Date.now() + (options.deadlineMs ?? 30_000)
+  let delay = 50
+  for (;;) {
+    try {
+      return await request(nc, subject, payload, replySchema, options.timeoutMs ?? 5_000)
+    } catch (err) {
+      const e = err as RegattaError
+      const retriable = e.code === 'NO_RESPONDERS' || e.code === 'TIMEOUT' || e.code === 'NOT_LEADER'
+      if (!retriable || Date.now() + delay > deadline || options.signal?.aborted || nc.isClosed()) throw e
+      await new Promise((r) => setTimeout(r, delay))
+      delay = Math.min(delay * 2, 1_000)
+    }
+  }
+}
+
+export interface ServeOptions {
+  logger: Logger
+  /** Called for every message that failed validation (metrics). */
+  onInvalid?: (subject: string, err: RegattaError) => void
+  queue?: string
+}
+
+/**
+ * Serves a subject: each message is decoded against `schema` and handed to `handler`; its
+ * result is the reply. A bad message or a failing handler is logged and answered with
+ * `{ error: { code, message } }`; nothing a client sends can crash the service.
+ */
+export function serve<T extends TSchema>(
+  nc: NatsConnection, subject: string, schema: T,
+  handler: (msg: Static<T>, raw: Msg) => unknown | Promise<unknown>,
+  options: ServeOptions,
+): Subscription {
+  const sub = nc.subscribe(subject, { queue: options.queue })
+  const reply = (m: Msg, body: unknown): void => {
+    if (!m.reply) return
+    try {
+      m.respond(encode(body))
+    } catch (err) {
+      options.logger.warn({ err, subject }, 'could not send a reply')
+    }
+  }
+  const fail = (m: Msg, err: unknown): void => {
+    const e = RegattaError.from(err)
+    if (e.code === 'INVALID_MESSAGE') {
+      options.onInvalid?.(subject, e)
+      options.logger.warn({ subject, code: e.code }, e.message)
+    } else if (e.code === 'INTERNAL') {
+      options.logger.error({ subject, err }, 'handler failed')
+    } else {
+      options.logger.debug({ subject, code: e.code }, e.message)
+    }
+    reply(m, { error: e.toWire() })
+  }
+  void (async () => {
+    for await (const m of sub) {
+      let value: Static<T>
+      try {
+        value = decode(schema, m.data, `message on ${subject}`)
+      } catch (err) {
+        fail(m, err)
+        continue
+      }
+      try {
+        const out = handler(value, m)
+        if (out instanceof Promise) out.then((r) => reply(m, r ?? { ok: true }), (err) => fail(m, err))
+        else reply(m, out ?? { ok: true })
+      } catch (err) {
+        fail(m, err)
+      }
+    }
+  })()
+  return sub
+}
+
+/** Creates (or leaves as they are) the streams and the master's durable consumer. Idempotent. */
+export async function ensureStreams(jsm: JetStreamManager): Promise<void> {
+  const streams = [
+    {
+      name: Streams.updates,
+      subjects: [Subjects.statusUpdateAll],
+      // Interest retention: an update is kept until the master and the framework have both acknowledged it.
+      retention: RetentionPolicy.Interest,
+      max_age: 7 * 24 * 3600 * 1e9,
+      duplicate_window: 120 * 1e9,
+    },
+    {
+      name: Streams.output,
+      subjects: [Subjects.taskOutputAll],
+      retention: RetentionPolicy.Limits,
+      max_age: 24 * 3600 * 1e9,
+      max_bytes: 1024 * 1024 * 1024,
+    },
+  ]
+  for (const s of streams) {
+    try {
+      await jsm.streams.info(s.name)
+    } catch {
+      try {
+        await jsm.streams.add({ ...s, storage: StorageType.File })
+      } catch (err) {
+        // another component created it at the same moment
+        if (!/already in use|exists/i.test((err as Error).message)) throw err
+      }
+    }
+  }
+  await ensureConsumer(jsm, Streams.updates, Consumers.masterUpdates, Subjects.statusUpdateAll)
+}
+
+/**
+ * Creates a durable pull consumer unless it exists. `ackWaitMs` is how long a delivered,
+ * unacknowledged message waits before it is delivered again (e.g. to a restarted framework).
+ */
+export async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, ackWaitMs = 10_000): Promise<void> {
+  try {
+    await jsm.consumers.info(stream, durable)
+  } catch {
+    await jsm.consumers.add(stream, {
+      durable_name: durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: filterSubject,
+      ack_wait: ackWaitMs * 1e6,
+      max_ack_pending: 50_000,
+    })
+  }
+}
+
+export { headers }
+export { LeaderLease, type LeaseHolder, type LeaseOptions } from './lease.js'

@@ -1,0 +1,147 @@
+// A leader lease in a NATS KV bucket with a TTL. The winner of `create` leads; it refreshes
+// with compare-and-set on the revision, so a stale holder is refused. The revision at which
+// it won is its epoch: commands carry it and receivers refuse older epochs (fencing).
+import type { KV, NatsConnection } from 'nats'
+import type { Clock, Timer } from '../clock/index.js'
+import { systemClock } from '../clock/index.js'
+import type { Logger } from '../log/index.js'
+
+export interface LeaseHolder {
+  id: string
+  epoch: number
+  /** What the holder publishes about itself (e.g. its HTTP URL). */
+  info: Record<string, string>
+}
+
+export interface LeaseOptions {
+  nc: NatsConnection
+  bucket: string
+  key?: string
+  ttlMs: number
+  holderId: string
+  info?: Record<string, string>
+  replicas?: number
+  clock?: Clock
+  logger: Logger
+  onElected(epoch: number): void
+  onDemoted(reason: string): void
+}
+
+export class LeaderLease {
+  private kv?: KV
+  private revision = 0
+  private epochValue = 0
+  private leading = false
+  private lastRefreshOk = 0
+  private timer?: Timer
+  private stopped = false
+  private busy = false
+  private readonly clock: Clock
+  private readonly key: string
+  /** The last holder seen by a standby (for redirects and `regatta status`). */
+  current: LeaseHolder | null = null
+
+  constructor(private readonly o: LeaseOptions) {
+    this.clock = o.clock ?? systemClock
+    this.key = o.key ?? 'leader'
+  }
+
+  get isLeader(): boolean {
+    return this.leading
+  }
+
+  get epoch(): number {
+    return this.epochValue
+  }
+
+  async start(): Promise<void> {
+    const js = this.o.nc.jetstream()
+    this.kv = await js.views.kv(this.o.bucket, { ttl: this.o.ttlMs, history: 1, replicas: this.o.replicas ?? 1 })
+    await this.tick()
+    // Contend or refresh several times per TTL: expiry makes no watch event on nats-server 2.9.
+    this.timer = this.clock.setInterval(() => void this.tick(), Math.max(50, Math.floor(this.o.ttlMs / 4)))
+  }
+
+  private value(): Uint8Array {
+    return new TextEncoder().encode(JSON.stringify({ id: this.o.holderId, info: this.o.info ?? {} }))
+  }
+
+  private async tick(): Promise<void> {
+    if (this.stopped || !this.kv) return
+    if (this.leading && this.clock.now() - this.lastRefreshOk > this.o.ttlMs * 0.8) {
+      this.demote('could not refresh the lease in time')
+      return
+    }
+    if (this.busy) return
+    this.busy = true
+    try {
+      if (this.leading) await this.refresh()
+      else await this.contend()
+    } finally {
+      this.busy = false
+    }
+  }
+
+  private async contend(): Promise<void> {
+    const kv = this.kv!
+    try {
+      const rev = await kv.create(this.key, this.value())
+      this.revision = rev
+      this.epochValue = rev
+      this.leading = true
+      this.lastRefreshOk = this.clock.now()
+      this.current = { id: this.o.holderId, epoch: rev, info: this.o.info ?? {} }
+      this.o.logger.info({ epoch: rev }, 'elected leader')
+      this.o.onElected(rev)
+    } catch {
+      // someone else holds it: remember who, for redirects
+      try {
+        const e = await kv.get(this.key)
+        if (e && e.operation === 'PUT') {
+          const v = JSON.parse(new TextDecoder().decode(e.value)) as { id: string; info?: Record<string, string> }
+          const createdRev = this.current?.id === v.id ? this.current.epoch : e.revision
+          this.current = { id: v.id, epoch: createdRev, info: v.info ?? {} }
+        } else {
+          this.current = null
+        }
+      } catch {
+        // NATS unreachable: nothing to learn
+      }
+    }
+  }
+
+  private async refresh(): Promise<void> {
+    const kv = this.kv!
+    try {
+      this.revision = await kv.update(this.key, this.value(), this.revision)
+      this.lastRefreshOk = this.clock.now()
+    } catch (err) {
+      const msg = (err as Error).message
+      if (/wrong last sequence|key not found/i.test(msg)) this.demote(`lease lost: ${msg}`)
+      // else: a transient error; the deadline check above demotes if it lasts
+    }
+  }
+
+  /** Steps down at once (e.g. the NATS connection dropped); contends again on the next tick. */
+  demote(reason: string): void {
+    if (!this.leading) return
+    this.leading = false
+    this.o.logger.warn({ epoch: this.epochValue, reason }, 'stepping down')
+    this.o.onDemoted(reason)
+  }
+
+  /** Steps down now (and hands over fast by deleting the key) or, with `stop`, for good. */
+  async resign(): Promise<void> {
+    this.stopped = true
+    this.timer?.cancel()
+    if (this.leading && this.kv) {
+      this.leading = false
+      try {
+        await this.kv.delete(this.key, { previousSeq: this.revision })
+      } catch {
+        // the lease expires by itself
+      }
+      this.o.onDemoted('resigned')
+    }
+  }
+}

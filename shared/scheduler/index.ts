@@ -1,0 +1,192 @@
+// The scheduler library: what a framework (the CI service, `regatta exec`, a benchmark) uses
+// to talk to the master. It subscribes, keeps the framework alive, turns NATS messages into
+// events, and delivers status updates from JetStream until the framework acknowledges them.
+//
+//   const s = new Scheduler({ nc, framework: { name: 'ci', roles: ['ci/main'] }, logger, onEvent })
+//   await s.start()
+//   // on OFFERS: await s.accept([offer.id], [task]); on UPDATE: await s.acknowledge(status)
+import { randomUUID } from 'node:crypto'
+import type { ConsumerMessages, JsMsg, NatsConnection, Subscription } from 'nats'
+import {
+  CallReply, Consumers, Event, Streams, Subjects, TaskStatus, decode, encode,
+  type Call, type Filters, type FrameworkInfo, type Offer, type TaskSpec,
+} from '../protocol/index.js'
+import { RegattaError } from '../errors/index.js'
+import { requestWithRetry } from '../nats/index.js'
+import type { Logger } from '../log/index.js'
+
+export type SchedulerEvent = Event | { type: 'DISCONNECTED'; message: string }
+
+export interface SchedulerOptions {
+  nc: NatsConnection
+  framework: FrameworkInfo
+  logger: Logger
+  onEvent(event: SchedulerEvent): void
+  /** How long calls retry while no master answers (default 30 s). */
+  callDeadlineMs?: number
+}
+
+type CallBody<T extends Call['type']> = Omit<Extract<Call, { type: T }>, 'type' | 'frameworkId'>
+
+export class Scheduler {
+  readonly frameworkId: string
+  private readonly nc: NatsConnection
+  private readonly log: Logger
+  private events?: Subscription
+  private updates?: ConsumerMessages
+  private readonly unacked = new Map<string, JsMsg>()
+  private keepalive?: NodeJS.Timeout
+  private subscribing?: Promise<void>
+  private stopped = false
+  heartbeatIntervalMs = 1_000
+
+  constructor(private readonly o: SchedulerOptions) {
+    this.frameworkId = o.framework.id ?? randomUUID()
+    this.nc = o.nc
+    this.log = o.logger.child({ frameworkId: this.frameworkId })
+  }
+
+  async start(): Promise<void> {
+    this.events = this.nc.subscribe(Subjects.frameworkEvents(this.frameworkId))
+    const events = this.events
+    void (async () => {
+      for await (const m of events) {
+        let e: Event
+        try {
+          e = decode(Event, m.data, 'framework event')
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'ignoring a bad event')
+          continue
+        }
+        this.deliver(e)
+      }
+    })()
+    await this.subscribe()
+    this.keepalive = setInterval(() => void this.sendKeepalive(), this.heartbeatIntervalMs)
+    this.keepalive.unref()
+  }
+
+  private deliver(e: SchedulerEvent): void {
+    try {
+      this.o.onEvent(e)
+    } catch (err) {
+      this.log.error({ err, type: e.type }, 'event handler failed')
+    }
+  }
+
+  private subscribe(): Promise<void> {
+    if (this.subscribing) return this.subscribing
+    this.subscribing = (async () => {
+      const reply = await requestWithRetry(this.nc, Subjects.schedulerCall, {
+        type: 'SUBSCRIBE', framework: { ...this.o.framework, id: this.frameworkId },
+      }, CallReply, { deadlineMs: this.o.callDeadlineMs ?? 30_000 })
+      if (!('type' in reply)) throw new RegattaError('INVALID_MESSAGE', 'SUBSCRIBE was not answered with SUBSCRIBED')
+      this.heartbeatIntervalMs = reply.heartbeatIntervalMs
+      if (!this.updates) await this.consumeUpdates()
+      this.deliver(reply)
+    })().finally(() => { this.subscribing = undefined })
+    return this.subscribing
+  }
+
+  private async consumeUpdates(): Promise<void> {
+    const consumer = await this.nc.jetstream().consumers.get(Streams.updates, Consumers.frameworkUpdates(this.frameworkId))
+    const updates = await consumer.consume({ max_messages: 1_000 })
+    this.updates = updates
+    void (async () => {
+      for await (const m of updates) {
+        let status: TaskStatus
+        try {
+          status = decode(TaskStatus, m.data, 'status update')
+        } catch (err) {
+          this.log.warn({ err: (err as Error).message }, 'dropping a bad status update')
+          m.term()
+          continue
+        }
+        if (status.uuid) this.unacked.set(status.uuid, m)
+        else m.ack()
+        this.deliver({ type: 'UPDATE', status })
+      }
+    })()
+  }
+
+  private async sendKeepalive(): Promise<void> {
+    if (this.stopped) return
+    try {
+      await this.call('KEEPALIVE', {})
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'keepalive failed')
+    }
+  }
+
+  /** Sends a call; when the master no longer knows this framework (a new leader), subscribes again first. */
+  private async call<T extends Call['type']>(type: T, body: CallBody<T>): Promise<void> {
+    const c = { type, frameworkId: this.frameworkId, ...body }
+    try {
+      await requestWithRetry(this.nc, Subjects.schedulerCall, c, CallReply, { deadlineMs: this.o.callDeadlineMs ?? 30_000 })
+    } catch (err) {
+      if ((err as RegattaError).code !== 'UNKNOWN_FRAMEWORK' || this.stopped) throw err
+      await this.subscribe()
+      await requestWithRetry(this.nc, Subjects.schedulerCall, c, CallReply, { deadlineMs: this.o.callDeadlineMs ?? 30_000 })
+    }
+  }
+
+  /** Launches tasks on the resources of one or more offers of the same agent. */
+  accept(offerIds: string[], tasks: TaskSpec[], filters?: Filters): Promise<void> {
+    return this.call('ACCEPT', { offerIds, operations: tasks.length ? [{ type: 'LAUNCH', tasks }] : [], ...(filters ? { filters } : {}) })
+  }
+
+  /** Convenience: launch on one offer. */
+  launch(offer: Offer, tasks: TaskSpec[], filters?: Filters): Promise<void> {
+    return this.accept([offer.id], tasks, filters)
+  }
+
+  decline(offerIds: string[], filters?: Filters): Promise<void> {
+    return this.call('DECLINE', { offerIds, ...(filters ? { filters } : {}) })
+  }
+
+  revive(roles?: string[]): Promise<void> {
+    return this.call('REVIVE', roles ? { roles } : {})
+  }
+
+  suppress(roles?: string[]): Promise<void> {
+    return this.call('SUPPRESS', roles ? { roles } : {})
+  }
+
+  kill(taskId: string, options: { agentId?: string; gracePeriodMs?: number } = {}): Promise<void> {
+    return this.call('KILL', { taskId, ...options })
+  }
+
+  reconcile(tasks: Array<{ taskId: string; agentId?: string }> = []): Promise<void> {
+    return this.call('RECONCILE', { tasks })
+  }
+
+  /** Acknowledges a status update: it will not be delivered again. */
+  acknowledge(status: TaskStatus): void {
+    if (!status.uuid) return
+    const m = this.unacked.get(status.uuid)
+    this.unacked.delete(status.uuid)
+    m?.ack()
+    // tell the master too (it forgets acknowledged terminal tasks); no reply needed
+    this.nc.publish(Subjects.schedulerCall, encode({
+      type: 'ACKNOWLEDGE', frameworkId: this.frameworkId, taskId: status.taskId, uuid: status.uuid,
+      ...(status.agentId ? { agentId: status.agentId } : {}),
+    }))
+  }
+
+  /** Ends the framework: its tasks are killed and it is forgotten. */
+  async teardown(): Promise<void> {
+    try {
+      await this.call('TEARDOWN', {})
+    } finally {
+      await this.stop()
+    }
+  }
+
+  /** Stops talking to the master; the framework's tasks live on for its failover timeout. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    if (this.keepalive) clearInterval(this.keepalive)
+    this.events?.unsubscribe()
+    await this.updates?.close()
+  }
+}
