@@ -22,6 +22,9 @@ export async function connectNats(url: string, name: string, extra: Partial<Conn
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
       pingInterval: 5_000,
+      // no stack capture per request: JetStream publishes are requests, and capturing costs
+      // more than the rest of a publish
+      noAsyncTraces: true,
       ...extra,
     })
   } catch (err) {
@@ -174,20 +177,23 @@ export async function ensureStreams(jsm: JetStreamManager): Promise<void> {
       }
     }
   }
-  await ensureConsumer(jsm, Streams.updates, Consumers.masterUpdates, Subjects.statusUpdateAll)
+  // the master acknowledges in batches (AckAll); it applies updates idempotently on redelivery
+  await ensureConsumer(jsm, Streams.updates, Consumers.masterUpdates, Subjects.statusUpdateAll, 30_000, AckPolicy.All)
 }
 
 /**
  * Creates a durable pull consumer unless it exists. `ackWaitMs` is how long a delivered,
  * unacknowledged message waits before it is delivered again (e.g. to a restarted framework).
  */
-export async function ensureConsumer(jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, ackWaitMs = 10_000): Promise<void> {
+export async function ensureConsumer(
+  jsm: JetStreamManager, stream: string, durable: string, filterSubject: string, ackWaitMs = 10_000, ackPolicy = AckPolicy.Explicit,
+): Promise<void> {
   try {
     await jsm.consumers.info(stream, durable)
   } catch {
     await jsm.consumers.add(stream, {
       durable_name: durable,
-      ack_policy: AckPolicy.Explicit,
+      ack_policy: ackPolicy,
       deliver_policy: DeliverPolicy.All,
       filter_subject: filterSubject,
       ack_wait: ackWaitMs * 1e6,
@@ -198,3 +204,4 @@ export async function ensureConsumer(jsm: JetStreamManager, stream: string, dura
 
 export { headers }
 export { LeaderLease, type LeaseHolder, type LeaseOptions } from './lease.js'
+export { JetStreamPublisher } from './publisher.js'

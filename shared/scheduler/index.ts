@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
-  CallReply, Consumers, Event, Streams, Subjects, TaskStatus, decode, encode,
+  CallReply, Consumers, Event, Streams, Subjects, TaskStatus, decode, encode, isTerminal,
   type Call, type Filters, type FrameworkInfo, type Offer, type TaskSpec,
 } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
@@ -166,7 +166,8 @@ export class Scheduler {
     const m = this.unacked.get(status.uuid)
     this.unacked.delete(status.uuid)
     m?.ack()
-    // tell the master too (it forgets acknowledged terminal tasks); no reply needed
+    // the master forgets a task once its terminal update is acknowledged; no reply needed
+    if (!isTerminal(status.state)) return
     this.nc.publish(Subjects.schedulerCall, encode({
       type: 'ACKNOWLEDGE', frameworkId: this.frameworkId, taskId: status.taskId, uuid: status.uuid,
       ...(status.agentId ? { agentId: status.agentId } : {}),

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect } from 'nats'
+import { connectNats } from '../../shared/nats/index.js'
 import { silentLogger } from '../../shared/log/index.js'
 import { parseResources } from '../../shared/resources/index.js'
 import { Master } from '../../services/master/src/master.js'
@@ -39,8 +39,8 @@ export async function run(): Promise<void> {
   const image = await ensureBusyboxImage()
   const nats = await startNatsServer()
   const workDir = await mkdtemp(join(tmpdir(), 'regatta-bench-exec-'))
-  const masterNc = await connect({ servers: nats.url })
-  const agentNc = await connect({ servers: nats.url })
+  const masterNc = await connectNats(nats.url, 'bench')
+  const agentNc = await connectNats(nats.url, 'bench')
   const master = new Master({ nc: masterNc, id: 'bench-master', logger: silentLogger() })
   await master.start()
   const agent = new Agent({

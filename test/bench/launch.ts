@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect } from 'nats'
+import { connectNats } from '../../shared/nats/index.js'
 import { scalar } from '../../shared/resources/index.js'
 import { Scheduler } from '../../shared/scheduler/index.js'
 import { silentLogger } from '../../shared/log/index.js'
@@ -20,7 +20,8 @@ const TASK_MEM = 256
 
 function startProcess(args: string[], ready: RegExp, logLevel = 'warn'): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: logLevel } })
+    const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : []
+    const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: logLevel } })
     let out = ''
     const onData = (d: Buffer): void => {
       out += d.toString()
@@ -39,7 +40,7 @@ export async function run(): Promise<void> {
   try {
     children.push(await startProcess(['services/cli/bin/regatta.mjs', 'master', '--nats', nats.url, '--id', 'bench-master', '--http', '127.0.0.1:0'], /"msg":"elected leader"/, 'info'))
     children.push(await startProcess(['test/helpers/simulated-fleet-main.ts', nats.url, String(AGENTS), 'cpus:8;mem:8192;disk:10000', workDir], /^ready$/m))
-    const nc = await connect({ servers: nats.url, name: 'bench-framework' })
+    const nc = await connectNats(nats.url, 'bench-framework')
     let next = 0
     let finished = 0
     let firstOffer = 0
@@ -63,14 +64,14 @@ export async function run(): Promise<void> {
     const launchOn = (offer: Offer): void => {
       const fit = Math.min(Math.floor(scalar(offer.resources, 'cpus') / TASK_CPUS + 1e-9), Math.floor(scalar(offer.resources, 'mem') / TASK_MEM), TASKS - next)
       if (fit <= 0) {
-        void s.decline([offer.id], { refuseSeconds: next >= TASKS ? 3600 : 0 })
+        s.decline([offer.id], { refuseSeconds: next >= TASKS ? 3600 : 0 }).catch(() => undefined)
         return
       }
       const tasks: TaskSpec[] = []
       for (let i = 0; i < fit; i++) {
         tasks.push({ taskId: `t${next++}`, resources: [{ name: 'cpus', scalar: TASK_CPUS }, { name: 'mem', scalar: TASK_MEM }], container: { command: ['true'] } })
       }
-      void s.launch(offer, tasks, { refuseSeconds: 0 })
+      s.launch(offer, tasks, { refuseSeconds: 0 }).catch((err: Error) => process.stderr.write(`launch failed: ${err.message}\n`))
     }
     await s.start()
     const timeout = setTimeout(() => { process.stderr.write(`timed out: ${finished}/${TASKS} finished\n`); done() }, 600_000)
@@ -84,7 +85,7 @@ export async function run(): Promise<void> {
     process.stdout.write(`${JSON.stringify({ bench: 'launch', agents: AGENTS, tasks: finished, tasks_per_s: rate })}\n`)
   } finally {
     for (const c of children) c.kill('SIGTERM')
-    await new Promise((r) => setTimeout(r, 500))
+    await new Promise((r) => setTimeout(r, 3000))
     for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
     await nats.stop()
     await rm(workDir, { recursive: true, force: true })

@@ -3,7 +3,8 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { connect, type NatsConnection } from 'nats'
+import type { NatsConnection } from 'nats'
+import { connectNats } from '../../shared/nats/index.js'
 import { isTerminal, type Offer, type TaskSpec, type TaskStatus, type FrameworkInfo } from '../../shared/protocol/index.js'
 import { Scheduler, type SchedulerEvent } from '../../shared/scheduler/index.js'
 import { silentLogger } from '../../shared/log/index.js'
@@ -41,7 +42,7 @@ export async function startCluster(): Promise<TestCluster> {
   const cluster: TestCluster = {
     nats,
     async connect(name) {
-      const nc = await connect({ servers: nats.url, name, maxReconnectAttempts: -1, reconnectTimeWait: 100 })
+      const nc = await connectNats(nats.url, name, { reconnectTimeWait: 100 })
       conns.push(nc)
       return nc
     },

@@ -1,7 +1,8 @@
 // Runs a simulated agent fleet in its own process (for benchmarks):
 //   node --import tsx test/helpers/simulated-fleet-main.ts NATS_URL COUNT RESOURCES WORKDIR
 // Prints "ready" once every agent has registered; stops on SIGTERM.
-import { connect, type NatsConnection } from 'nats'
+import type { NatsConnection } from 'nats'
+import { connectNats } from '../../shared/nats/index.js'
 import { Agent } from '../../services/agent/src/agent.js'
 import { silentLogger } from '../../shared/log/index.js'
 import { parseResources } from '../../shared/resources/index.js'
@@ -17,7 +18,7 @@ const perConnection = 20
 const conns: NatsConnection[] = []
 const agents: Agent[] = []
 for (let i = 0; i < count; i++) {
-  if (i % perConnection === 0) conns.push(await connect({ servers: url, name: `sim-fleet-${conns.length}` }))
+  if (i % perConnection === 0) conns.push(await connectNats(url, `sim-fleet-${conns.length}`))
   agents.push(new Agent({
     nc: conns[conns.length - 1]!, workDir: `${workDir}/sim-agent-${i}`, pool: 'sim', id: `sim-agent-${i}`,
     resources: parseResources(resourcesText), attributes: { simulated: 'true' },

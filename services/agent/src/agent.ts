@@ -5,13 +5,13 @@ import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { hostname as osHostname } from 'node:os'
 import { join } from 'node:path'
-import type { JetStreamClient, NatsConnection, Subscription } from 'nats'
+import type { NatsConnection, Subscription } from 'nats'
 import {
   AgentCommand, AgentRegistered, HeartbeatReply, Subjects, encode, isTerminal,
   type AgentInfo, type Attributes, type Resource, type TaskInfo, type TaskState, type TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
-import { ensureStreams, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
+import { JetStreamPublisher, ensureStreams, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
@@ -54,7 +54,7 @@ const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u00
 export class Agent {
   id = ''
   private readonly nc: NatsConnection
-  private readonly js: JetStreamClient
+  private readonly publisher: JetStreamPublisher
   private log: Logger
   private readonly clock: Clock
   private readonly checkpoints: CheckpointStore
@@ -71,7 +71,7 @@ export class Agent {
 
   constructor(private readonly o: AgentOptions) {
     this.nc = o.nc
-    this.js = o.nc.jetstream()
+    this.publisher = new JetStreamPublisher(o.nc)
     this.clock = o.clock ?? systemClock
     this.log = o.logger
     this.checkpoints = new CheckpointStore(o.workDir)
@@ -112,7 +112,9 @@ export class Agent {
     this.stopped = true
     this.heartbeatTimer?.cancel()
     this.sub?.unsubscribe()
-    await Promise.allSettled([...this.publishChains.values()])
+    // let updates in flight be stored, for a bounded time
+    await Promise.race([Promise.allSettled([...this.publishChains.values()]), new Promise((r) => setTimeout(r, 5_000))])
+    this.publisher.close()
   }
 
   private async loadOrCreateId(): Promise<string> {
@@ -347,10 +349,11 @@ export class Agent {
     let delay = 100
     for (;;) {
       try {
-        await this.js.publish(Subjects.statusUpdate(status.frameworkId), encode(status), { msgID: status.uuid })
+        await this.publisher.publish(Subjects.statusUpdate(status.frameworkId), encode(status), status.uuid)
         return
       } catch (err) {
-        if (this.stopped && this.nc.isClosed()) return
+        // a stopping agent leaves it to its checkpoint: the restarted agent sends it again
+        if (this.stopped) return
         this.log.warn({ err: (err as Error).message, taskId: status.taskId, state: status.state }, 'status update not stored yet; retrying')
         await new Promise((r) => setTimeout(r, delay))
         delay = Math.min(delay * 2, 5_000)

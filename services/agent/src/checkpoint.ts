@@ -22,6 +22,8 @@ export class CheckpointStore {
   private readonly dir: string
   /** Writes per task are serialized so that an older write never lands after a newer one. */
   private readonly chains = new Map<string, Promise<void>>()
+  /** The newest checkpoint of a task waiting to be written. */
+  private readonly pending = new Map<string, Checkpoint>()
 
   constructor(workDir: string) {
     this.dir = join(workDir, 'checkpoints')
@@ -38,18 +40,28 @@ export class CheckpointStore {
     return next
   }
 
+  /** Saves the task's checkpoint; while a write is in flight, only the newest pending one is written after it. */
   save(cp: Checkpoint): Promise<void> {
     const name = fileName(cp.task.frameworkId, cp.task.taskId)
-    const data = JSON.stringify(cp)
+    const queued = this.pending.get(name)
+    this.pending.set(name, cp)
+    if (queued) return this.chains.get(name) ?? Promise.resolve()
+    // written on the next turn of the event loop, so that a burst of status changes of one
+    // task (STARTING, RUNNING, FINISHED of a short task) costs one write
     return this.chain(name, async () => {
+      await new Promise((r) => setImmediate(r))
+      const latest = this.pending.get(name)
+      this.pending.delete(name)
+      if (!latest) return
       const tmp = join(this.dir, `.${name}.tmp`)
-      await writeFile(tmp, data)
+      await writeFile(tmp, JSON.stringify(latest))
       await rename(tmp, join(this.dir, name))
     })
   }
 
   remove(frameworkId: string, taskId: string): Promise<void> {
     const name = fileName(frameworkId, taskId)
+    this.pending.delete(name)
     return this.chain(name, () => rm(join(this.dir, name), { force: true }))
   }
 

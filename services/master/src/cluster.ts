@@ -4,7 +4,7 @@ import type {
   AgentInfo, Amounts, ClusterState, FrameworkInfo, Offer, Resource, TaskInfo, TaskState, TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { isTerminal } from '../../../shared/protocol/index.js'
-import { add, subtract, totals } from '../../../shared/resources/index.js'
+import { add, normalize, subtract, totals } from '../../../shared/resources/index.js'
 import type { AllocationSnapshot, RefuseFilter, RoleConfig } from './allocator/types.js'
 
 export interface AgentEntry {
@@ -57,9 +57,26 @@ export class Cluster {
   readonly offers = new Map<string, OfferEntry>()
   readonly roles = new Map<string, RoleConfig>()
   filters: RefuseFilter[] = []
+  /** What each framework holds per role (tasks plus offers), kept up to date for the allocator. */
+  private readonly allocated = new Map<string, { frameworkId: string; role: string; resources: Resource[] }>()
   /** Terminal, acknowledged tasks kept for the state view (bounded). */
   readonly completed: TaskEntry[] = []
   completedLimit = 1000
+
+  private allocate(frameworkId: string, role: string, rs: Resource[]): void {
+    const k = `${frameworkId}\u0000${role}`
+    const cur = this.allocated.get(k)
+    if (cur) cur.resources = add(cur.resources, rs)
+    else this.allocated.set(k, { frameworkId, role, resources: normalize(rs) })
+  }
+
+  private unallocate(frameworkId: string, role: string, rs: Resource[]): void {
+    const k = `${frameworkId}\u0000${role}`
+    const cur = this.allocated.get(k)
+    if (!cur) return
+    cur.resources = subtract(cur.resources, rs)
+    if (cur.resources.length === 0) this.allocated.delete(k)
+  }
 
   addTask(info: TaskInfo, status: TaskStatus, now: number): TaskEntry {
     const key = taskKey(info.frameworkId, info.taskId)
@@ -70,6 +87,7 @@ export class Cluster {
       agent.taskKeys.add(key)
       if (entry.holdsResources) agent.used = add(agent.used, info.resources)
     }
+    if (entry.holdsResources) this.allocate(info.frameworkId, info.role, info.resources)
     this.frameworks.get(info.frameworkId)?.taskKeys.add(key)
     return entry
   }
@@ -88,6 +106,7 @@ export class Cluster {
   releaseTask(entry: TaskEntry, now: number): void {
     if (!entry.holdsResources) return
     entry.holdsResources = false
+    this.unallocate(entry.info.frameworkId, entry.info.role, entry.info.resources)
     const agent = this.agents.get(entry.info.agentId)
     if (!agent) return
     agent.used = subtract(agent.used, entry.info.resources)
@@ -111,6 +130,7 @@ export class Cluster {
 
   addOffer(offer: Offer, now: number): void {
     this.offers.set(offer.id, { offer, createdAt: now })
+    this.allocate(offer.frameworkId, offer.role, offer.resources)
     const agent = this.agents.get(offer.agentId)
     if (agent) agent.offered = add(agent.offered, offer.resources)
     this.frameworks.get(offer.frameworkId)?.offerIds.add(offer.id)
@@ -121,6 +141,7 @@ export class Cluster {
     const entry = this.offers.get(offerId)
     if (!entry) return undefined
     this.offers.delete(offerId)
+    this.unallocate(entry.offer.frameworkId, entry.offer.role, entry.offer.resources)
     const agent = this.agents.get(entry.offer.agentId)
     if (agent) agent.offered = subtract(agent.offered, entry.offer.resources)
     this.frameworks.get(entry.offer.frameworkId)?.offerIds.delete(offerId)
@@ -134,15 +155,6 @@ export class Cluster {
   /** The allocator's input: what each agent has free and what each framework holds, per role. */
   snapshot(now: number): AllocationSnapshot {
     this.filters = this.filters.filter((f) => f.until > now)
-    const alloc = new Map<string, { frameworkId: string; role: string; resources: Resource[] }>()
-    const allocate = (frameworkId: string, role: string, rs: Resource[]): void => {
-      const k = `${frameworkId}\u0000${role}`
-      const cur = alloc.get(k)
-      if (cur) cur.resources = add(cur.resources, rs)
-      else alloc.set(k, { frameworkId, role, resources: rs })
-    }
-    for (const t of this.tasks.values()) if (t.holdsResources) allocate(t.info.frameworkId, t.info.role, t.info.resources)
-    for (const o of this.offers.values()) allocate(o.offer.frameworkId, o.offer.role, o.offer.resources)
     return {
       now,
       agents: [...this.agents.values()].filter((a) => a.state === 'active').map((a) => ({
@@ -162,7 +174,7 @@ export class Cluster {
         active: f.active,
       })),
       roles: Object.fromEntries(this.roles),
-      allocations: [...alloc.values()],
+      allocations: [...this.allocated.values()],
       filters: this.filters,
     }
   }

@@ -10,7 +10,7 @@ import {
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { add, normalize, subtract } from '../../../shared/resources/index.js'
-import { LeaderLease, ensureConsumer, ensureStreams, request, serve } from '../../../shared/nats/index.js'
+import { JetStreamPublisher, LeaderLease, ensureConsumer, ensureStreams, request, serve } from '../../../shared/nats/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { allocate } from './allocator/index.js'
@@ -69,6 +69,7 @@ export class Master {
   readonly startedAt: number
   private readonly nc: NatsConnection
   private readonly js: JetStreamClient
+  private readonly publisher: JetStreamPublisher
   private readonly log: Logger
   private readonly clock: Clock
   private readonly lease: LeaderLease
@@ -82,6 +83,7 @@ export class Master {
   constructor(private readonly o: MasterOptions) {
     this.nc = o.nc
     this.js = o.nc.jetstream()
+    this.publisher = new JetStreamPublisher(o.nc)
     this.log = o.logger.child({ masterId: o.id })
     this.clock = o.clock ?? systemClock
     this.config = { ...defaultMasterConfig, ...o.config }
@@ -160,6 +162,7 @@ export class Master {
       this.updates = await consumer.consume({ max_messages: 2_000 })
       const updates = this.updates
       void (async () => {
+        let sinceAck = 0
         for await (const m of updates) {
           try {
             this.onStatusUpdate(decode(TaskStatus, m.data, 'status update'))
@@ -167,7 +170,11 @@ export class Master {
             this.o.metrics?.invalidMessage(m.subject)
             this.log.warn({ err: (err as Error).message, subject: m.subject }, 'dropping a bad status update')
           }
-          m.ack()
+          // AckAll: one ack covers every earlier message; ack when caught up or every 256
+          if (++sinceAck >= 256 || updates.getPending() === 0) {
+            m.ack()
+            sinceAck = 0
+          }
         }
       })()
     } catch (err) {
@@ -579,7 +586,7 @@ export class Master {
 
   private publishUpdate(status: TaskStatus): void {
     const publish = (attempt: number): void => {
-      this.js.publish(Subjects.statusUpdate(status.frameworkId), encode(status), { msgID: status.uuid })
+      this.publisher.publish(Subjects.statusUpdate(status.frameworkId), encode(status), status.uuid)
         .catch((err: Error) => {
           if (attempt > 20 || this.stopped) {
             this.log.error({ err: err.message, taskId: status.taskId }, 'giving up publishing a status update')
