@@ -84,7 +84,9 @@ t.test('Checks that every pass keeps the allocator\'s invariants on random clust
   fc.assert(fc.property(scenarioArb, (s) => {
     const h = build(s)
     const snapshot = h.snapshot()
+    const before = JSON.stringify(snapshot)
     const offers = allocate(snapshot)
+    assert.equal(JSON.stringify(snapshot), before, 'the snapshot is not mutated')
     assert.deepEqual(allocate(snapshot), offers, 'deterministic')
 
     const triples = new Set<string>()

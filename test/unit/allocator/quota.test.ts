@@ -96,3 +96,15 @@ t.test('Checks that a role above its guarantee shares fairly like any other', as
   t.equal(offered(offers, 'cpus', (o) => o.role === 'q'), 20)
   t.equal(offered(offers, 'cpus', (o) => o.role === 'r'), 20)
 })
+
+t.test('Checks that a role offered in both stages on one agent gets a single merged offer', async (t) => {
+  const h = new Harness()
+  h.addAgent('big', 'cpus:16;mem:16384;ports:[31000-31099]')
+  h.setRole('q', { quota: { cpus: 4, mem: 4096 } })
+  h.addFramework('fq', ['q'])
+  const offers = h.allocate()
+  t.equal(offers.length, 1)
+  t.same(offers[0]!.resources, [
+    { name: 'cpus', scalar: 16 }, { name: 'mem', scalar: 16384 }, { name: 'ports', ranges: [{ begin: 31000, end: 31099 }] },
+  ])
+})

@@ -2,6 +2,10 @@
 // unreserved scalars as a numeric vector (they can be cut to a quota or to headroom), other
 // unreserved pieces (ranges such as ports) offered whole, and reserved or revocable groups,
 // each usable only by its role's subtree and offered whole.
+//
+// Resources are values: nothing here mutates the snapshot, and pieces offered whole are put in
+// offers as they are (shared with the snapshot) rather than copied; a pass over 10,000 agents
+// makes a lot of garbage otherwise.
 import type { Resource } from '../../../../shared/protocol/index.js'
 import { normalize } from '../../../../shared/resources/index.js'
 import type { AllocatorAgent } from './types.js'
@@ -12,74 +16,118 @@ import type { RoleNode, RoleTree } from './drf-sorter.js'
 export interface Group {
   readonly role: RoleNode | null
   readonly revocable: boolean
-  resources: Resource[]
-  readonly amounts: Float64Array
+  readonly resources: readonly Resource[]
+  /** The group's scalars by dimension. */
+  readonly amounts: readonly number[]
   taken: boolean
 }
 
 export class AgentPools {
   /** Unreserved non-revocable scalars not yet offered, agent a at a * k. */
   readonly unreserved: Float64Array
-  /** Unreserved non-revocable pieces that are not counted scalars (ports...), per agent. */
-  readonly other: Array<Resource[] | undefined>
+  /**
+   * The snapshot's resource behind unreserved[a * k + d] when a single one is (else undefined),
+   * so an offer of all of it can reuse that object instead of making a new one.
+   */
+  readonly source: Array<Resource | undefined>
+  /**
+   * Unreserved non-revocable pieces that are not counted scalars (ports...), per agent: the
+   * resource itself when there is one (the usual case, no list to allocate), else a list.
+   */
+  readonly other: Array<Resource | readonly Resource[] | undefined>
   readonly otherTaken: Uint8Array
-  readonly groups: Array<Group[] | undefined>
+  readonly groups: Array<readonly Group[] | undefined>
   readonly draining: Uint8Array
-  private readonly k: number
 
   constructor(readonly agents: readonly AllocatorAgent[], dims: Dimensions, tree: RoleTree) {
-    const k = (this.k = dims.names.length)
+    const k = dims.names.length
+    const names = dims.names
     const n = agents.length
     this.unreserved = new Float64Array(n * k)
-    this.other = new Array<Resource[] | undefined>(n)
+    this.source = new Array<Resource | undefined>(n * k).fill(undefined)
+    const seen = new Uint8Array(k)
+    this.other = new Array<Resource | readonly Resource[] | undefined>(n).fill(undefined)
     this.otherTaken = new Uint8Array(n)
-    this.groups = new Array<Group[] | undefined>(n)
+    this.groups = new Array<readonly Group[] | undefined>(n).fill(undefined)
     this.draining = new Uint8Array(n)
+    // Scratch lists reused across agents; each agent keeps exact-size copies.
+    const other: Resource[] = []
+    const special: Resource[] = []
     for (let a = 0; a < n; a++) {
       const agent = agents[a]
       // A draining agent takes no new work: nothing of it is offered or counted as headroom.
       if (agent.draining) { this.draining[a] = 1; continue }
       const o = a * k
-      for (const r of agent.available) {
-        const reserved = r.role !== undefined && r.role !== '*'
-        if (!r.revocable && !reserved) {
-          const d = r.ranges === undefined && r.scalar !== undefined ? dims.index.get(r.name) : undefined
-          if (d !== undefined) this.unreserved[o + d] += r.scalar as number
-          else if (r.ranges === undefined ? (r.scalar ?? 0) > EPSILON : r.ranges.length > 0) (this.other[a] ??= []).push(r)
-          continue
-        }
-        const role = reserved ? tree.node(r.role as string) : null
-        const list = (this.groups[a] ??= [])
-        let g = list.find((x) => x.role === role && x.revocable === !!r.revocable)
-        if (!g) {
-          g = { role, revocable: !!r.revocable, resources: [], amounts: new Float64Array(k), taken: false }
-          list.push(g)
-        }
-        g.resources.push(r)
-        if (r.ranges === undefined && r.scalar !== undefined) {
-          const d2 = dims.index.get(r.name)
-          if (d2 !== undefined) g.amounts[d2] += r.scalar
-        }
+      let otherCount = 0
+      let specialCount = 0
+      seen.fill(0)
+      const available = agent.available
+      for (let i = 0; i < available.length; i++) {
+        const r = available[i]
+        if (r.revocable || (r.role !== undefined && r.role !== '*')) { special[specialCount++] = r; continue }
+        if (r.ranges === undefined) {
+          const d = dimensionOf(names, r.name)
+          if (d >= 0) {
+            this.unreserved[o + d] += r.scalar ?? 0
+            this.source[o + d] = seen[d] === 0 && r.role === undefined && r.principal === undefined ? r : undefined
+            seen[d] = 1
+            continue
+          }
+          if ((r.scalar ?? 0) <= EPSILON) continue
+        } else if (r.ranges.length === 0) continue
+        other[otherCount++] = r
       }
-      const other = this.other[a]
-      if (other && other.length > 1) this.other[a] = normalize(other)
-      const groups = this.groups[a]
-      if (groups) for (const g of groups) if (g.resources.length > 1) g.resources = normalize(g.resources)
+      if (otherCount === 1) this.other[a] = other[0]
+      else if (otherCount > 1) {
+        const list = other.slice(0, otherCount)
+        this.other[a] = hasRepeatedName(list) ? normalize(list) : list
+      }
+      if (specialCount > 0) this.groups[a] = groupsOf(special, specialCount, names, tree)
     }
-  }
-
-  /** Whether agent a has any unreserved non-revocable resource left. */
-  hasUnreserved(a: number): boolean {
-    const o = a * this.k
-    for (let d = 0; d < this.k; d++) if (this.unreserved[o + d] > EPSILON) return true
-    return this.other[a] !== undefined && this.otherTaken[a] === 0
   }
 }
 
-/** A copy of a resource for an offer, so offers share nothing with the snapshot. */
-export function copyResource(r: Resource): Resource {
-  const out: Resource = { ...r }
-  if (r.ranges) out.ranges = r.ranges.map((x) => ({ begin: x.begin, end: x.end }))
-  if (out.role === '*') delete out.role
-  return out
+/** The index of a dimension by name: a short linear scan beats a Map lookup for 3-5 names. */
+function dimensionOf(names: readonly string[], name: string): number {
+  for (let d = 0; d < names.length; d++) if (names[d] === name) return d
+  return -1
+}
+
+/** Splits an agent's reserved and revocable resources into groups by (role, revocable). */
+function groupsOf(special: readonly Resource[], count: number, names: readonly string[], tree: RoleTree): Group[] {
+  const groups: Group[] = []
+  for (let i = 0; i < count; i++) {
+    const r = special[i]
+    const roleName = r.role !== undefined && r.role !== '*' ? r.role : null
+    const revocable = r.revocable === true
+    let seen = false
+    for (const g of groups) if ((g.role?.name ?? null) === roleName && g.revocable === revocable) seen = true
+    if (seen) continue
+    const resources: Resource[] = []
+    const amounts = new Array<number>(names.length).fill(0)
+    for (let j = i; j < count; j++) {
+      const s = special[j]
+      const sRole = s.role !== undefined && s.role !== '*' ? s.role : null
+      if (sRole !== roleName || (s.revocable === true) !== revocable) continue
+      resources.push(s)
+      if (s.ranges === undefined && s.scalar !== undefined) {
+        const d = dimensionOf(names, s.name)
+        if (d >= 0) amounts[d] += s.scalar
+      }
+    }
+    groups.push({
+      role: roleName === null ? null : tree.node(roleName),
+      revocable,
+      resources: hasRepeatedName(resources) ? normalize(resources) : resources,
+      amounts,
+      taken: false,
+    })
+  }
+  return groups
+}
+
+/** Whether two resources share a name (then they may need merging); lists here are short. */
+function hasRepeatedName(rs: readonly Resource[]): boolean {
+  for (let i = 1; i < rs.length; i++) for (let j = 0; j < i; j++) if (rs[i].name === rs[j].name) return true
+  return false
 }

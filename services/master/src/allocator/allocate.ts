@@ -7,7 +7,7 @@ import {
   EPSILON, dimensionsOf, fixed, fixedDown, isAllocatable, scalarsOf, type Dimensions,
 } from './dimensions.js'
 import { RoleTree, type Candidate, type FrameworkRef, type RoleNode } from './drf-sorter.js'
-import { AgentPools, copyResource, type Group } from './agent-pool.js'
+import { AgentPools, type Group } from './agent-pool.js'
 import { QuotaBook } from './quota.js'
 import { FilterIndex } from './filters.js'
 import { seedFromTime, visitOrder } from './agent-order.js'
@@ -53,9 +53,7 @@ export function allocate(snapshot: AllocationSnapshot): PlannedOffer[] {
     quota.refresh()
   }
 
-  const agentIndex = new Map<string, number>()
-  for (let a = 0; a < snapshot.agents.length; a++) agentIndex.set(snapshot.agents[a].id, a)
-  const filters = new FilterIndex(snapshot.filters, snapshot.now, agentIndex, frameworkIndex, snapshot.agents.length)
+  const filters = new FilterIndex(snapshot.filters, snapshot.now, snapshot.agents, frameworkIndex)
   const order = visitOrder(snapshot.agents.length, snapshot.seed ?? seedFromTime(snapshot.now))
 
   return new Pass(dims, tree, pools, quota, filters).run(order)
@@ -66,8 +64,8 @@ type Stage = 1 | 2
 
 class Pass {
   private readonly offers: PlannedOffer[] = []
-  /** Stage-1 offers by agent, framework and role, so a stage-2 offer of the same triple merges into it. */
-  private readonly early = new Map<string, PlannedOffer>()
+  /** Stage-1 offers by agent index, so a stage-2 offer to the same framework and role merges into it. */
+  private readonly early = new Map<number, Array<{ candidate: Candidate; offer: PlannedOffer }>>()
   private stage: Stage = 1
   /** Bumped per (agent, stage) visit; a candidate stamped with it was already handled there. */
   private stamp = 0
@@ -78,13 +76,16 @@ class Pass {
   private unreservedLeft = false
   private openToAll = false
   private revocableLeft = false
+  // Reused lists with a live length (setting an array's length to 0 frees its storage).
   private readonly reservedLeft: Group[] = []
+  private reservedCount = 0
 
   // The offer being composed.
   private readonly take: Float64Array
   private readonly delta: Float64Array
   private takeOther = false
   private readonly chosen: Group[] = []
+  private chosenCount = 0
   private built: Resource[] | null = null
 
   constructor(
@@ -123,7 +124,7 @@ class Pass {
         this.commit(c)
       }
     } else {
-      while (this.unreservedLeft || this.revocableLeft || this.reservedLeft.length > 0) {
+      while (this.unreservedLeft || this.revocableLeft || this.reservedCount > 0) {
         const c = this.walk(root)
         if (!c) break
         this.commit(c)
@@ -154,13 +155,13 @@ class Pass {
     // Whether any candidate at all, quota or not, could be offered something from the unreserved part.
     this.openToAll = this.stage === 2 && isAllocatable(dims, cpus, mem, anyCap || other)
     this.revocableLeft = false
-    this.reservedLeft.length = 0
+    this.reservedCount = 0
     const groups = pools.groups[this.agent]
     if (groups) {
       for (const g of groups) {
         if (g.taken) continue
         if (g.revocable) this.revocableLeft = true
-        else this.reservedLeft.push(g)
+        else this.reservedLeft[this.reservedCount++] = g
       }
     }
   }
@@ -199,8 +200,8 @@ class Pass {
     if (this.openToAll) return true
     if (this.revocableLeft && n.revocableCount > 0) return true
     if (this.unreservedLeft && n.belowGuaranteeCount > 0) return true
-    for (const g of this.reservedLeft) {
-      const r = g.role as RoleNode
+    for (let i = 0; i < this.reservedCount; i++) {
+      const r = this.reservedLeft[i].role as RoleNode
       if (r.isAncestorOrSelfOf(n) || n.isAncestorOrSelfOf(r)) return true
     }
     return false
@@ -220,7 +221,7 @@ class Pass {
     if (this.openToAll) return true
     if (this.revocableLeft && n.selfRevocableCount > 0) return true
     if (this.unreservedLeft && n.belowGuarantee) return true
-    for (const g of this.reservedLeft) if ((g.role as RoleNode).isAncestorOrSelfOf(n)) return true
+    for (let i = 0; i < this.reservedCount; i++) if ((this.reservedLeft[i].role as RoleNode).isAncestorOrSelfOf(n)) return true
     return false
   }
 
@@ -268,7 +269,7 @@ class Pass {
     let cpus = dims.cpus >= 0 ? take[dims.cpus] : 0
     let mem = dims.mem >= 0 ? take[dims.mem] : 0
     const chosen = this.chosen
-    chosen.length = 0
+    let chosenCount = 0
     const groups = pools.groups[a]
     if (groups) {
       for (const g of groups) {
@@ -277,12 +278,13 @@ class Pass {
         if (g.revocable && (stage === 1 || !c.framework.revocable)) continue
         // Reserved resources only to their role and its descendants.
         if (g.role && !g.role.isAncestorOrSelfOf(c.role)) continue
-        chosen.push(g)
+        chosen[chosenCount++] = g
         any = true
         if (dims.cpus >= 0) cpus += g.amounts[dims.cpus]
         if (dims.mem >= 0) mem += g.amounts[dims.mem]
       }
     }
+    this.chosenCount = chosenCount
     if (!isAllocatable(dims, cpus, mem, any)) return false
     this.built = null
     if (this.filters.has(a, c.framework.index)) {
@@ -293,16 +295,33 @@ class Pass {
     return true
   }
 
-  /** The composed offer as resources. */
+  /** The composed offer as resources (pieces offered whole are the snapshot's own objects). */
   private build(): Resource[] {
-    const out: Resource[] = []
+    const { k, take } = this
     const names = this.dims.names
-    for (let d = 0; d < this.k; d++) {
-      const v = fixed(this.take[d])
-      if (v > 0) out.push({ name: names[d], scalar: v })
+    const piece = this.takeOther ? this.pools.other[this.agent] : undefined
+    const many = Array.isArray(piece) ? (piece as readonly Resource[]) : null
+    const one = many === null ? (piece as Resource | undefined) : undefined
+    let n = many !== null ? many.length : one !== undefined ? 1 : 0
+    for (let d = 0; d < k; d++) if (fixed(take[d]) > 0) n++
+    for (let i = 0; i < this.chosenCount; i++) n += this.chosen[i].resources.length
+    // Sized up front: pushing onto an empty array reserves room for 17.
+    const out = new Array<Resource>(n)
+    let j = 0
+    const o = this.agent * k
+    for (let d = 0; d < k; d++) {
+      const v = fixed(take[d])
+      if (v <= 0) continue
+      // All of a single untouched snapshot resource: offer that object itself.
+      const src = this.pools.source[o + d]
+      out[j++] = src !== undefined && src.scalar === take[d] && this.pools.unreserved[o + d] === take[d] ? src : { name: names[d], scalar: v }
     }
-    if (this.takeOther) for (const r of this.pools.other[this.agent] as Resource[]) out.push(copyResource(r))
-    for (const g of this.chosen) for (const r of g.resources) out.push(copyResource(r))
+    if (many !== null) for (let i = 0; i < many.length; i++) out[j++] = many[i]
+    else if (one !== undefined) out[j++] = one
+    for (let i = 0; i < this.chosenCount; i++) {
+      const rs = this.chosen[i].resources
+      for (let x = 0; x < rs.length; x++) out[j++] = rs[x]
+    }
     return out
   }
 
@@ -319,18 +338,18 @@ class Pass {
       delta[d] = this.take[d]
     }
     if (this.takeOther) pools.otherTaken[a] = 1
-    let reservations: Group[] | null = null
-    for (const g of this.chosen) {
+    for (let i = 0; i < this.chosenCount; i++) {
+      const g = this.chosen[i]
       g.taken = true
       if (g.revocable) continue
       // Revocable resources are not counted in shares (the totals they would divide by are the
       // non-revocable ones); reserved ones are.
       for (let d = 0; d < k; d++) delta[d] += g.amounts[d]
-      ;(reservations ??= []).push(g)
+      if (quota.active) quota.reservationOffered(g.role as RoleNode, g.amounts)
     }
     this.tree.charge(c, delta)
     if (quota.active) {
-      quota.offered(this.take, (reservations ?? []) as Array<{ role: RoleNode; amounts: Float64Array }>)
+      quota.unreservedOffered(this.take)
       if (quota.touchesQuota[c.role.index]) quota.refresh()
     }
     this.record(c, resources)
@@ -338,18 +357,19 @@ class Pass {
   }
 
   private record(c: Candidate, resources: Resource[]): void {
-    const key = `${this.agent}\u0000${c.framework.index}\u0000${c.role.index}`
+    if (this.stage === 2 && this.early.size > 0) {
+      const earlier = this.early.get(this.agent)?.find((e) => e.candidate === c)
+      if (earlier) {
+        earlier.offer.resources = add(earlier.offer.resources, resources)
+        return
+      }
+    }
+    const offer = { frameworkId: c.framework.id, role: c.role.name, agentId: this.pools.agents[this.agent].id, resources }
+    this.offers.push(offer)
     if (this.stage === 1) {
-      const offer = { frameworkId: c.framework.id, role: c.role.name, agentId: this.pools.agents[this.agent].id, resources }
-      this.offers.push(offer)
-      this.early.set(key, offer)
-      return
+      const list = this.early.get(this.agent)
+      if (list) list.push({ candidate: c, offer })
+      else this.early.set(this.agent, [{ candidate: c, offer }])
     }
-    const earlier = this.early.size > 0 ? this.early.get(key) : undefined
-    if (earlier) {
-      earlier.resources = add(earlier.resources, resources)
-      return
-    }
-    this.offers.push({ frameworkId: c.framework.id, role: c.role.name, agentId: this.pools.agents[this.agent].id, resources })
   }
 }

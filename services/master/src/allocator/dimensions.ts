@@ -26,12 +26,15 @@ export function dimensionsOf(agents: readonly AllocatorAgent[]): Dimensions {
   const names: string[] = []
   const index = new Map<string, number>()
   const sums: number[] = []
-  for (const agent of agents) {
-    for (const r of agent.total) {
+  for (let a = 0; a < agents.length; a++) {
+    const total = agents[a].total
+    for (let i = 0; i < total.length; i++) {
+      const r = total[i]
       if (r.revocable || r.ranges !== undefined || r.scalar === undefined) continue
-      let k = index.get(r.name)
-      if (k === undefined) {
-        k = names.length
+      // A linear scan over the few names seen so far is cheaper than a Map lookup.
+      let k = 0
+      while (k < names.length && names[k] !== r.name) k++
+      if (k === names.length) {
         index.set(r.name, k)
         names.push(r.name)
         sums.push(0)

@@ -110,7 +110,8 @@ export class RoleTree {
   readonly root: RoleNode
   readonly nodes: RoleNode[] = []
   private readonly byName = new Map<string, RoleNode>()
-  private readonly candidateByKey = new Map<string, Candidate>()
+  /** Candidates by framework id (a framework has a handful of roles: scanned linearly). */
+  private readonly candidatesOf = new Map<string, Candidate[]>()
   private readonly k: number
 
   constructor(private readonly dims: Dimensions, private readonly config: Readonly<Record<string, RoleConfig>>) {
@@ -146,23 +147,26 @@ export class RoleTree {
     return node
   }
 
-  lookup(name: string): RoleNode | undefined {
-    return this.byName.get(name)
-  }
-
   addCandidate(framework: FrameworkRef, role: string): void {
-    const key = `${framework.id}\u0000${role}`
-    if (this.candidateByKey.has(key)) return
+    if (this.candidate(framework.id, role)) return
     const node = this.node(role)
     const c = new Candidate(framework, node, this.k)
     node.candidates.push(c)
-    this.candidateByKey.set(key, c)
+    const list = this.candidatesOf.get(framework.id)
+    if (list) list.push(c)
+    else this.candidatesOf.set(framework.id, [c])
+  }
+
+  private candidate(frameworkId: string, role: string): Candidate | undefined {
+    const list = this.candidatesOf.get(frameworkId)
+    if (list) for (const c of list) if (c.role.name === role) return c
+    return undefined
   }
 
   /** Counts what a framework holds in a role (before `finalize`). */
   addAllocation(frameworkId: string, role: string, amounts: Float64Array): void {
     const node = this.node(role)
-    const c = this.candidateByKey.get(`${frameworkId}\u0000${role}`)
+    const c = this.candidate(frameworkId, role)
     if (c) addInto(c.alloc, amounts)
     addInto(node.selfAlloc, amounts)
     for (let n: RoleNode | null = node; n; n = n.parent) addInto(n.subAlloc, amounts)

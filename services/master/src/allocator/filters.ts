@@ -3,7 +3,7 @@
 // resources (or less) to that framework on that agent is not made.
 import type { Resource } from '../../../../shared/protocol/index.js'
 import { contains } from '../../../../shared/resources/index.js'
-import type { RefuseFilter } from './types.js'
+import type { AllocatorAgent, RefuseFilter } from './types.js'
 
 interface ActiveFilter {
   readonly framework: number
@@ -16,17 +16,25 @@ export class FilterIndex {
   constructor(
     filters: readonly RefuseFilter[],
     now: number,
-    agentIndex: ReadonlyMap<string, number>,
+    agents: readonly AllocatorAgent[],
     frameworkIndex: ReadonlyMap<string, number>,
-    agentCount: number,
   ) {
-    this.byAgent = new Array<ActiveFilter[] | undefined>(agentCount)
+    this.byAgent = new Array<ActiveFilter[] | undefined>(agents.length).fill(undefined)
+    // Active filters by agent id first: there are far fewer filters than agents.
+    const byId = new Map<string, ActiveFilter[]>()
     for (const f of filters) {
       if (!(f.until > now)) continue
-      const a = agentIndex.get(f.agentId)
       const fw = frameworkIndex.get(f.frameworkId)
-      if (a === undefined || fw === undefined) continue
-      ;(this.byAgent[a] ??= []).push({ framework: fw, resources: f.resources })
+      if (fw === undefined) continue
+      const list = byId.get(f.agentId)
+      const entry = { framework: fw, resources: f.resources }
+      if (list) list.push(entry)
+      else byId.set(f.agentId, [entry])
+    }
+    if (byId.size === 0) return
+    for (let a = 0; a < agents.length; a++) {
+      const list = byId.get(agents[a].id)
+      if (list) this.byAgent[a] = list
     }
   }
 

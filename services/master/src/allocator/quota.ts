@@ -27,6 +27,12 @@ export class QuotaBook {
   private readonly chains: Array<{ role: RoleNode; quotas: RoleNode[] }> = []
   /** Whether a role's allocation moves some guarantee's consumption. */
   readonly touchesQuota: Uint8Array
+  /**
+   * Whether some guarantee is still unmet. Within a pass consumption only grows (an offer adds
+   * allocation; an offered reservation moves from unallocated to allocated), so once every
+   * guarantee is met it stays met and `refresh` has nothing left to do.
+   */
+  unmet = false
   private readonly k: number
 
   constructor(private readonly tree: RoleTree, dims: Dimensions) {
@@ -64,22 +70,23 @@ export class QuotaBook {
   }
 
   /** Counts reservations for `role` that nobody holds (before `refresh`). */
-  addUnallocatedReservation(role: RoleNode, amounts: Float64Array): void {
+  addUnallocatedReservation(role: RoleNode, amounts: ArrayLike<number>): void {
     for (let m: RoleNode | null = role; m; m = m.parent) {
       const o = m.index * this.k
       for (let d = 0; d < this.k; d++) this.unallocatedReserved[o + d] += amounts[d]
     }
   }
 
-  /** Records an offer: unreserved amounts leave the headroom, offered reservations become allocation. */
-  offered(unreserved: Float64Array, reservations: ReadonlyArray<{ role: RoleNode; amounts: Float64Array }>): void {
-    if (!this.active) return
-    for (let d = 0; d < this.k; d++) this.availableHeadroom[d] -= unreserved[d]
-    for (const r of reservations) {
-      for (let m: RoleNode | null = r.role; m; m = m.parent) {
-        const o = m.index * this.k
-        for (let d = 0; d < this.k; d++) this.unallocatedReserved[o + d] -= r.amounts[d]
-      }
+  /** Records offered unreserved amounts: they are no longer headroom. */
+  unreservedOffered(amounts: Float64Array): void {
+    for (let d = 0; d < this.k; d++) this.availableHeadroom[d] -= amounts[d]
+  }
+
+  /** Records an offered reservation: no longer unallocated (the tree now counts it as allocation). */
+  reservationOffered(role: RoleNode, amounts: ArrayLike<number>): void {
+    for (let m: RoleNode | null = role; m; m = m.parent) {
+      const o = m.index * this.k
+      for (let d = 0; d < this.k; d++) this.unallocatedReserved[o + d] -= amounts[d]
     }
   }
 
@@ -95,6 +102,8 @@ export class QuotaBook {
    */
   refresh(): void {
     if (!this.active) return
+    if (this.refreshed && !this.unmet) return
+    this.refreshed = true
     const k = this.k
     this.requiredHeadroom.fill(0)
     for (const node of this.relevant) {
@@ -125,6 +134,12 @@ export class QuotaBook {
       }
       role.belowGuarantee = below
     }
+    let unmet = false
+    for (let d = 0; d < k; d++) if (this.requiredHeadroom[d] > EPSILON) unmet = true
+    for (const { role } of this.chains) if (role.belowGuarantee) unmet = true
+    this.unmet = unmet
     this.tree.recountBelowGuarantee()
   }
+
+  private refreshed = false
 }

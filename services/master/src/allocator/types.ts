@@ -62,6 +62,10 @@ export interface AllocationSnapshot {
   seed?: number
 }
 
+/**
+ * One offer to make. `resources` may share objects with the snapshot (pieces offered whole):
+ * resources are values, and neither side mutates them.
+ */
 export interface PlannedOffer {
   frameworkId: string
   role: string
