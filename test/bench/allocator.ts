@@ -1,6 +1,7 @@
 // Benchmark `allocator`: full allocate() passes over a large synthetic cluster (10,000 agents,
 // 500 frameworks in 20 roles with hierarchy, weights, quotas, reservations, revocable
 // resources, existing allocations and refuse filters). Pure CPU: no NATS, no processes.
+import { loadavg } from 'node:os'
 import { pathToFileURL } from 'node:url'
 import { allocate, type AllocationSnapshot, type AllocatorAgent, type AllocatorFramework, type Allocation, type RefuseFilter, type RoleConfig } from '../../services/master/src/allocator/index.js'
 import type { Resource } from '../../shared/resources/index.js'
@@ -131,19 +132,25 @@ export async function run(): Promise<void> {
   let offers = 0
   for (let i = 0; i < WARMUP; i++) offers = allocate({ ...snapshot, now: snapshot.now + i }).length
   const times: number[] = []
+  const cpu: number[] = []
   for (let i = 0; i < RUNS; i++) {
     // A new `now` each run changes the agents' visiting order, as successive passes would.
     const s = { ...snapshot, now: snapshot.now + WARMUP + i }
+    const c0 = process.cpuUsage()
     const t0 = performance.now()
     offers = allocate(s).length
     times.push(performance.now() - t0)
+    const c = process.cpuUsage(c0)
+    cpu.push((c.user + c.system) / 1000)
   }
   times.sort((a, b) => a - b)
+  cpu.sort((a, b) => a - b)
   const p50 = Math.round(percentile(times, 50) * 100) / 100
   const p99 = Math.round(percentile(times, 99) * 100) / 100
   process.stdout.write(`allocator: ${AGENTS} agents, ${FRAMEWORKS} frameworks, ${ROLES.length} roles, ${snapshot.filters.length} filters, ` +
     `${snapshot.allocations.length} allocations: ${offers} offers a pass; p50 ${p50} ms, p99 ${p99} ms over ${RUNS} runs ` +
-    `(min ${times[0].toFixed(2)}, max ${times[times.length - 1].toFixed(2)})\n`)
+    `(min ${times[0].toFixed(2)}, max ${times[times.length - 1].toFixed(2)}; process CPU p50 ${percentile(cpu, 50).toFixed(2)} ms; ` +
+    `load average ${loadavg()[0].toFixed(1)} on this machine)\n`)
   process.stdout.write(`${JSON.stringify({ bench: 'allocator', agents: AGENTS, frameworks: FRAMEWORKS, p50_ms: p50, p99_ms: p99 })}\n`)
 }
 

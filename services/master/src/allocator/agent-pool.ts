@@ -103,13 +103,16 @@ function groupsOf(special: readonly Resource[], count: number, names: readonly s
     let seen = false
     for (const g of groups) if ((g.role?.name ?? null) === roleName && g.revocable === revocable) seen = true
     if (seen) continue
-    const resources: Resource[] = []
+    let size = 0
+    for (let j = i; j < count; j++) if (sameGroup(special[j], roleName, revocable)) size++
+    // Sized up front: pushing onto an empty array reserves room for 17.
+    const resources = new Array<Resource>(size)
     const amounts = new Array<number>(names.length).fill(0)
+    let at = 0
     for (let j = i; j < count; j++) {
       const s = special[j]
-      const sRole = s.role !== undefined && s.role !== '*' ? s.role : null
-      if (sRole !== roleName || (s.revocable === true) !== revocable) continue
-      resources.push(s)
+      if (!sameGroup(s, roleName, revocable)) continue
+      resources[at++] = s
       if (s.ranges === undefined && s.scalar !== undefined) {
         const d = dimensionOf(names, s.name)
         if (d >= 0) amounts[d] += s.scalar
@@ -124,6 +127,10 @@ function groupsOf(special: readonly Resource[], count: number, names: readonly s
     })
   }
   return groups
+}
+
+function sameGroup(r: Resource, role: string | null, revocable: boolean): boolean {
+  return (r.role !== undefined && r.role !== '*' ? r.role : null) === role && (r.revocable === true) === revocable
 }
 
 /** Whether two resources share a name (then they may need merging); lists here are short. */
