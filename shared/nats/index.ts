@@ -205,3 +205,4 @@ export async function ensureConsumer(
 export { headers }
 export { LeaderLease, type LeaseHolder, type LeaseOptions } from './lease.js'
 export { JetStreamPublisher } from './publisher.js'
+export { StatusUpdateSender } from './update-sender.js'

@@ -71,3 +71,12 @@ export const TaskStatus = Type.Object({
   timestamp: Type.Number(),
 })
 export type TaskStatus = Static<typeof TaskStatus>
+
+/**
+ * Status updates as they travel through JetStream: a batch of one or more, from one sender for
+ * one framework, in order. Each update keeps its own uuid and is acknowledged on its own.
+ */
+export const StatusUpdates = Type.Object({
+  updates: Type.Array(TaskStatus, { minItems: 1, maxItems: 1000 }),
+})
+export type StatusUpdates = Static<typeof StatusUpdates>

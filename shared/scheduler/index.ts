@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
-  CallReply, Consumers, Event, Streams, Subjects, TaskStatus, decode, encode, isTerminal,
+  CallReply, Consumers, Event, StatusUpdates, Streams, Subjects, decode, encode, isTerminal, type TaskStatus,
   type Call, type Filters, type FrameworkInfo, type Offer, type TaskSpec,
 } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
@@ -34,7 +34,10 @@ export class Scheduler {
   private readonly log: Logger
   private events?: Subscription
   private updates?: ConsumerMessages
-  private readonly unacked = new Map<string, JsMsg>()
+  /** Updates delivered but not yet acknowledged, with the JetStream message that carried them. */
+  private readonly unacked = new Map<string, { m: JsMsg; left: Set<string> }>()
+  /** Recently acknowledged uuids, so that a redelivered batch does not deliver them again. */
+  private readonly acked = new Set<string>()
   private keepalive?: NodeJS.Timeout
   private subscribing?: Promise<void>
   private stopped = false
@@ -94,17 +97,20 @@ export class Scheduler {
     this.updates = updates
     void (async () => {
       for await (const m of updates) {
-        let status: TaskStatus
+        let batch: TaskStatus[]
         try {
-          status = decode(TaskStatus, m.data, 'status update')
+          batch = decode(StatusUpdates, m.data, 'status updates').updates
         } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'dropping a bad status update')
+          this.log.warn({ err: (err as Error).message }, 'dropping a bad status update message')
           m.term()
           continue
         }
-        if (status.uuid) this.unacked.set(status.uuid, m)
-        else m.ack()
-        this.deliver({ type: 'UPDATE', status })
+        // the message is acknowledged to JetStream once every update in it is acknowledged
+        const fresh = batch.filter((s) => s.uuid === undefined || !this.acked.has(s.uuid))
+        const waiting = { m, left: new Set(fresh.map((s) => s.uuid).filter((u): u is string => u !== undefined)) }
+        for (const uuid of waiting.left) this.unacked.set(uuid, waiting)
+        if (waiting.left.size === 0) m.ack()
+        for (const status of fresh) this.deliver({ type: 'UPDATE', status })
       }
     })()
   }
@@ -163,9 +169,14 @@ export class Scheduler {
   /** Acknowledges a status update: it will not be delivered again. */
   acknowledge(status: TaskStatus): void {
     if (!status.uuid) return
-    const m = this.unacked.get(status.uuid)
+    const waiting = this.unacked.get(status.uuid)
     this.unacked.delete(status.uuid)
-    m?.ack()
+    this.acked.add(status.uuid)
+    if (this.acked.size > 100_000) this.acked.delete(this.acked.values().next().value as string)
+    if (waiting) {
+      waiting.left.delete(status.uuid)
+      if (waiting.left.size === 0) waiting.m.ack()
+    }
     // the master forgets a task once its terminal update is acknowledged; no reply needed
     if (!isTerminal(status.state)) return
     this.nc.publish(Subjects.schedulerCall, encode({

@@ -20,8 +20,10 @@ const TASK_MEM = 256
 
 function startProcess(args: string[], ready: RegExp, logLevel = 'warn'): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
-    const profile = process.env.BENCH_PROFILE_DIR ? ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : []
-    const child = spawn(process.execPath, [...profile, '--import', 'tsx', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: logLevel } })
+    const profile = process.env.BENCH_PROFILE_DIR ? [process.env.BENCH_PROFILE_KIND === 'heap' ? '--heap-prof' : '--cpu-prof', process.env.BENCH_PROFILE_KIND === 'heap' ? '--heap-prof-dir' : '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : []
+    // the master runs as `regatta master` does (its bundle); the fleet's entry is TypeScript
+    const loader = args[0]!.endsWith('.ts') ? ['--import', 'tsx'] : []
+    const child = spawn(process.execPath, [...profile, ...loader, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: logLevel } })
     let out = ''
     const onData = (d: Buffer): void => {
       out += d.toString()

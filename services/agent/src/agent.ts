@@ -11,7 +11,7 @@ import {
   type AgentInfo, type Attributes, type Resource, type TaskInfo, type TaskState, type TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
-import { JetStreamPublisher, ensureStreams, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
+import { JetStreamPublisher, StatusUpdateSender, ensureStreams, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
@@ -59,8 +59,8 @@ export class Agent {
   private readonly clock: Clock
   private readonly checkpoints: CheckpointStore
   private readonly tasks = new Map<string, LiveTask>()
-  /** Per-task chains of status publishes, so updates of one task reach JetStream in order. */
-  private readonly publishChains = new Map<string, Promise<void>>()
+  /** Sends status updates into JetStream, in order, batched per framework. */
+  private readonly updates: StatusUpdateSender
   private sub?: Subscription
   private heartbeatTimer?: Timer
   private masterEpoch = 0
@@ -72,6 +72,7 @@ export class Agent {
   constructor(private readonly o: AgentOptions) {
     this.nc = o.nc
     this.publisher = new JetStreamPublisher(o.nc)
+    this.updates = new StatusUpdateSender(this.publisher, o.logger)
     this.clock = o.clock ?? systemClock
     this.log = o.logger
     this.checkpoints = new CheckpointStore(o.workDir)
@@ -113,7 +114,7 @@ export class Agent {
     this.heartbeatTimer?.cancel()
     this.sub?.unsubscribe()
     // let updates in flight be stored, for a bounded time
-    await Promise.race([Promise.allSettled([...this.publishChains.values()]), new Promise((r) => setTimeout(r, 5_000))])
+    await this.updates.close()
     this.publisher.close()
   }
 
@@ -332,33 +333,15 @@ export class Agent {
     const cp: Checkpoint = { task: t.info, status, sandbox: t.sandbox, published: false, ...(t.container ? { containerId: t.container.id } : {}) }
     const k = key(t.info.frameworkId, t.info.taskId)
     void this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
-    const next = (this.publishChains.get(k) ?? Promise.resolve()).then(() => this.publish(status))
-    this.publishChains.set(k, next)
-    void next.then(() => {
-      if (this.publishChains.get(k) === next) this.publishChains.delete(k)
+    this.updates.send(status).then(() => {
       if (isTerminal(status.state) && t.status === status) {
         // stored in JetStream: JetStream now owns delivery to the framework
         this.tasks.delete(k)
         void this.checkpoints.remove(t.info.frameworkId, t.info.taskId)
       }
+    }, () => {
+      // the agent is stopping: the checkpoint keeps the update for the restarted agent
     })
-  }
-
-  /** Publishes into JetStream until stored (the uuid de-duplicates retries). */
-  private async publish(status: TaskStatus): Promise<void> {
-    let delay = 100
-    for (;;) {
-      try {
-        await this.publisher.publish(Subjects.statusUpdate(status.frameworkId), encode(status), status.uuid)
-        return
-      } catch (err) {
-        // a stopping agent leaves it to its checkpoint: the restarted agent sends it again
-        if (this.stopped) return
-        this.log.warn({ err: (err as Error).message, taskId: status.taskId, state: status.state }, 'status update not stored yet; retrying')
-        await new Promise((r) => setTimeout(r, delay))
-        delay = Math.min(delay * 2, 5_000)
-      }
-    }
   }
 
   // ---- recovery ---------------------------------------------------------------------------

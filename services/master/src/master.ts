@@ -4,13 +4,13 @@
 import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JetStreamClient, NatsConnection, Subscription } from 'nats'
 import {
-  AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, TaskStatus, Subjects, Streams, Consumers, Buckets,
+  AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, StatusUpdates, type TaskStatus, Subjects, Streams, Consumers, Buckets,
   decode, encode, isTerminal,
   type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type TaskInfo, type TaskState,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { add, normalize, subtract } from '../../../shared/resources/index.js'
-import { JetStreamPublisher, LeaderLease, ensureConsumer, ensureStreams, request, serve } from '../../../shared/nats/index.js'
+import { JetStreamPublisher, LeaderLease, StatusUpdateSender, ensureConsumer, ensureStreams, request, serve } from '../../../shared/nats/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { allocate } from './allocator/index.js'
@@ -33,6 +33,8 @@ export interface MasterConfig {
   allocationIntervalMs: number
   /** Changes within this window are allocated in one pass. */
   allocationBatchMs: number
+  /** Under load, passes triggered by changes are at least this far apart. */
+  allocationMinIntervalMs: number
   leaseTtlMs: number
   /** Default refuse time of DECLINE and of the unused part of an ACCEPT (Mesos: 5 s). */
   defaultRefuseSeconds: number
@@ -47,6 +49,7 @@ export const defaultMasterConfig: MasterConfig = {
   frameworkFailoverMs: 60_000,
   allocationIntervalMs: 1_000,
   allocationBatchMs: 5,
+  allocationMinIntervalMs: 20,
   leaseTtlMs: 3_000,
   defaultRefuseSeconds: 5,
 }
@@ -70,6 +73,7 @@ export class Master {
   private readonly nc: NatsConnection
   private readonly js: JetStreamClient
   private readonly publisher: JetStreamPublisher
+  private readonly sender: StatusUpdateSender
   private readonly log: Logger
   private readonly clock: Clock
   private readonly lease: LeaderLease
@@ -77,6 +81,7 @@ export class Master {
   private updates?: ConsumerMessages
   private timers: Timer[] = []
   private allocationTimer?: Timer
+  private lastAllocationAt = 0
   private leading = false
   private stopped = false
 
@@ -84,6 +89,7 @@ export class Master {
     this.nc = o.nc
     this.js = o.nc.jetstream()
     this.publisher = new JetStreamPublisher(o.nc)
+    this.sender = new StatusUpdateSender(this.publisher, o.logger)
     this.log = o.logger.child({ masterId: o.id })
     this.clock = o.clock ?? systemClock
     this.config = { ...defaultMasterConfig, ...o.config }
@@ -130,6 +136,8 @@ export class Master {
     this.stopped = true
     await this.lease.resign()
     this.stepDown('stopped')
+    await this.sender.close(2_000)
+    this.publisher.close()
   }
 
   state(): ClusterState {
@@ -165,7 +173,7 @@ export class Master {
         let sinceAck = 0
         for await (const m of updates) {
           try {
-            this.onStatusUpdate(decode(TaskStatus, m.data, 'status update'))
+            for (const status of decode(StatusUpdates, m.data, 'status updates').updates) this.onStatusUpdate(status)
           } catch (err) {
             this.o.metrics?.invalidMessage(m.subject)
             this.log.warn({ err: (err as Error).message, subject: m.subject }, 'dropping a bad status update')
@@ -585,17 +593,9 @@ export class Master {
   }
 
   private publishUpdate(status: TaskStatus): void {
-    const publish = (attempt: number): void => {
-      this.publisher.publish(Subjects.statusUpdate(status.frameworkId), encode(status), status.uuid)
-        .catch((err: Error) => {
-          if (attempt > 20 || this.stopped) {
-            this.log.error({ err: err.message, taskId: status.taskId }, 'giving up publishing a status update')
-            return
-          }
-          this.clock.setTimeout(() => publish(attempt + 1), Math.min(5_000, 100 * 2 ** attempt))
-        })
-    }
-    publish(0)
+    this.sender.send(status).catch((err: Error) => {
+      this.log.warn({ err: err.message, taskId: status.taskId, state: status.state }, 'a status update of the master was not stored')
+    })
   }
 
   // ---- offers and allocation --------------------------------------------------------------
@@ -614,15 +614,20 @@ export class Master {
   /** Runs an allocation pass soon, batching the changes that come in the meantime. */
   scheduleAllocation(): void {
     if (!this.leading || this.allocationTimer) return
+    // soon after a quiet spell (a lone job starts at once); under load at most one pass per
+    // allocationMinIntervalMs, so that passes stay cheap and offers grow larger
+    const sinceLast = this.clock.now() - this.lastAllocationAt
+    const delay = Math.max(this.config.allocationBatchMs, this.config.allocationMinIntervalMs - sinceLast)
     this.allocationTimer = this.clock.setTimeout(() => {
       this.allocationTimer = undefined
       this.allocate()
-    }, this.config.allocationBatchMs)
+    }, delay)
   }
 
   private allocate(): void {
     if (!this.leading) return
     const now = this.clock.now()
+    this.lastAllocationAt = now
     const started = performance.now()
     const planned = allocate(this.cluster.snapshot(now))
     this.o.metrics?.allocationPass((performance.now() - started) / 1000)

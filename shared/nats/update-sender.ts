@@ -1,0 +1,84 @@
+// Sends task status updates into JetStream, batched per framework: while one batch is being
+// stored, the next one fills up, so a busy agent sends a few messages a moment instead of one
+// per update, and a lone update leaves at once. Order per framework is kept; a batch is
+// retried under the same message id (de-duplicated by JetStream) until it is stored.
+import { randomUUID } from 'node:crypto'
+import { Subjects, encode, type TaskStatus } from '../protocol/index.js'
+import { RegattaError } from '../errors/index.js'
+import type { Logger } from '../log/index.js'
+import type { JetStreamPublisher } from './publisher.js'
+
+const MAX_BATCH = 500
+
+interface Queued {
+  status: TaskStatus
+  resolve(): void
+  reject(err: Error): void
+}
+
+export class StatusUpdateSender {
+  private readonly queues = new Map<string, Queued[]>()
+  private readonly busy = new Set<string>()
+  private readonly flights = new Set<Promise<void>>()
+  private stopped = false
+
+  constructor(private readonly publisher: JetStreamPublisher, private readonly log: Logger) {}
+
+  /** Resolves once the update is stored in JetStream; rejects only when the sender is closed first. */
+  send(status: TaskStatus): Promise<void> {
+    if (this.stopped) return Promise.reject(new RegattaError('NO_RESPONDERS', 'status update sender closed'))
+    return new Promise<void>((resolve, reject) => {
+      const fw = status.frameworkId
+      let q = this.queues.get(fw)
+      if (!q) {
+        q = []
+        this.queues.set(fw, q)
+      }
+      q.push({ status, resolve, reject })
+      if (!this.busy.has(fw)) {
+        this.busy.add(fw)
+        // on the next turn, so that the updates of this turn travel together
+        setImmediate(() => this.track(this.drain(fw)))
+      }
+    })
+  }
+
+  private track(p: Promise<void>): void {
+    this.flights.add(p)
+    void p.finally(() => this.flights.delete(p))
+  }
+
+  private async drain(fw: string): Promise<void> {
+    const q = this.queues.get(fw)
+    while (q && q.length > 0 && !this.stopped) {
+      const batch = q.splice(0, MAX_BATCH)
+      const msgId = randomUUID()
+      const data = encode({ updates: batch.map((b) => b.status) })
+      let delay = 100
+      for (;;) {
+        try {
+          await this.publisher.publish(Subjects.statusUpdate(fw), data, msgId)
+          for (const b of batch) b.resolve()
+          break
+        } catch (err) {
+          if (this.stopped) {
+            for (const b of batch) b.reject(err as Error)
+            break
+          }
+          this.log.warn({ err: (err as Error).message, frameworkId: fw, updates: batch.length }, 'status updates not stored yet; retrying')
+          await new Promise((r) => setTimeout(r, delay))
+          delay = Math.min(delay * 2, 5_000)
+        }
+      }
+    }
+    this.busy.delete(fw)
+    if (q && q.length === 0) this.queues.delete(fw)
+  }
+
+  /** Waits (bounded) for batches in flight, then refuses new updates and fails what is queued. */
+  async close(waitMs = 5_000): Promise<void> {
+    await Promise.race([Promise.allSettled([...this.flights]), new Promise((r) => setTimeout(r, waitMs))])
+    this.stopped = true
+    for (const q of this.queues.values()) for (const b of q.splice(0)) b.reject(new RegattaError('NO_RESPONDERS', 'status update sender closed'))
+  }
+}
