@@ -104,7 +104,30 @@ export function serve<T extends TSchema>(
   handler: (msg: Static<T>, raw: Msg) => unknown | Promise<unknown>,
   options: ServeOptions,
 ): Subscription {
-  const sub = nc.subscribe(subject, { queue: options.queue })
+  const handle = (m: Msg): void => {
+    let value: Static<T>
+    try {
+      value = decode(schema, m.data, `message on ${subject}`)
+    } catch (err) {
+      fail(m, err)
+      return
+    }
+    try {
+      const out = handler(value, m)
+      if (out instanceof Promise) out.then((r) => reply(m, r ?? { ok: true }), (err) => fail(m, err))
+      else reply(m, out ?? { ok: true })
+    } catch (err) {
+      fail(m, err)
+    }
+  }
+  // A callback subscription handles every message of a socket read in one go, so the replies
+  // leave in one write instead of one write each.
+  const sub = nc.subscribe(subject, {
+    ...(options.queue ? { queue: options.queue } : {}),
+    callback: (err, m) => {
+      if (!err) handle(m)
+    },
+  })
   const reply = (m: Msg, body: unknown): void => {
     if (!m.reply) return
     try {
@@ -125,24 +148,6 @@ export function serve<T extends TSchema>(
     }
     reply(m, { error: e.toWire() })
   }
-  void (async () => {
-    for await (const m of sub) {
-      let value: Static<T>
-      try {
-        value = decode(schema, m.data, `message on ${subject}`)
-      } catch (err) {
-        fail(m, err)
-        continue
-      }
-      try {
-        const out = handler(value, m)
-        if (out instanceof Promise) out.then((r) => reply(m, r ?? { ok: true }), (err) => fail(m, err))
-        else reply(m, out ?? { ok: true })
-      } catch (err) {
-        fail(m, err)
-      }
-    }
-  })()
   return sub
 }
 

@@ -24,10 +24,6 @@ function principalOf(r: Resource): string | undefined {
 
 // A scalar and ranges of the same name are different kinds and never merge (merging them lost
 // the scalar); `*` is no reservation and an empty principal is no principal, everywhere.
-function identity(r: Resource): string {
-  return `${r.name}\u0000${roleOf(r) ?? ''}\u0000${principalOf(r) ?? ''}\u0000${r.revocable ? 1 : 0}\u0000${r.ranges !== undefined ? 'r' : 's'}`
-}
-
 function sameIdentity(a: Resource, b: Resource): boolean {
   return a.name === b.name && roleOf(a) === roleOf(b) && principalOf(a) === principalOf(b) &&
     !!a.revocable === !!b.revocable && (a.ranges !== undefined) === (b.ranges !== undefined)
@@ -86,15 +82,16 @@ export function rangesSize(ranges: readonly Range[]): number {
 
 /** Merges resources of the same identity and drops empty ones. */
 export function normalize(rs: readonly Resource[]): Resource[] {
-  const byId = new Map<string, Resource>()
+  // Resource lists are short (a handful of names): a linear scan beats building keys.
+  const out: Resource[] = []
   for (const r of rs) {
-    const key = identity(r)
-    const cur = byId.get(key)
+    let cur: Resource | undefined
+    for (const o of out) if (sameIdentity(o, r)) { cur = o; break }
     if (!cur) {
       const copy = cloneShape(r)
       if (r.ranges !== undefined) copy.ranges = normalizeRanges(r.ranges)
       else copy.scalar = round(r.scalar ?? 0)
-      byId.set(key, copy)
+      out.push(copy)
     } else if (cur.ranges !== undefined) {
       cur.ranges = normalizeRanges([...cur.ranges, ...(r.ranges ?? [])])
     } else {
@@ -103,7 +100,7 @@ export function normalize(rs: readonly Resource[]): Resource[] {
       cur.scalar = round((cur.scalar ?? 0) + round(r.scalar ?? 0))
     }
   }
-  return [...byId.values()].filter((r) => !isEmpty(r))
+  return out.filter((r) => !isEmpty(r))
 }
 
 export function add(a: readonly Resource[], b: readonly Resource[]): Resource[] {

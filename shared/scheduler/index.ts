@@ -50,20 +50,19 @@ export class Scheduler {
   }
 
   async start(): Promise<void> {
-    this.events = this.nc.subscribe(Subjects.frameworkEvents(this.frameworkId))
-    const events = this.events
-    void (async () => {
-      for await (const m of events) {
+    this.events = this.nc.subscribe(Subjects.frameworkEvents(this.frameworkId), {
+      callback: (err, m) => {
+        if (err) return
         let e: Event
         try {
           e = decode(Event, m.data, 'framework event')
-        } catch (err) {
-          this.log.warn({ err: (err as Error).message }, 'ignoring a bad event')
-          continue
+        } catch (error) {
+          this.log.warn({ err: (error as Error).message }, 'ignoring a bad event')
+          return
         }
         this.deliver(e)
-      }
-    })()
+      },
+    })
     await this.subscribe()
     this.keepalive = setInterval(() => void this.sendKeepalive(), this.heartbeatIntervalMs)
     this.keepalive.unref()
@@ -93,17 +92,16 @@ export class Scheduler {
 
   private async consumeUpdates(): Promise<void> {
     const consumer = await this.nc.jetstream().consumers.get(Streams.updates, Consumers.frameworkUpdates(this.frameworkId))
-    const updates = await consumer.consume({ max_messages: 1_000 })
-    this.updates = updates
-    void (async () => {
-      for await (const m of updates) {
+    this.updates = await consumer.consume({
+      max_messages: 1_000,
+      callback: (m) => {
         let batch: TaskStatus[]
         try {
           batch = decode(StatusUpdates, m.data, 'status updates').updates
         } catch (err) {
           this.log.warn({ err: (err as Error).message }, 'dropping a bad status update message')
           m.term()
-          continue
+          return
         }
         // the message is acknowledged to JetStream once every update in it is acknowledged
         const fresh = batch.filter((s) => s.uuid === undefined || !this.acked.has(s.uuid))
@@ -111,8 +109,8 @@ export class Scheduler {
         for (const uuid of waiting.left) this.unacked.set(uuid, waiting)
         if (waiting.left.size === 0) m.ack()
         for (const status of fresh) this.deliver({ type: 'UPDATE', status })
-      }
-    })()
+      },
+    })
   }
 
   private async sendKeepalive(): Promise<void> {

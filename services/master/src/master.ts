@@ -2,7 +2,7 @@
 // JetStream, offers and the allocation loop. Decisions are delegated to the pure allocator;
 // this module applies them and does the messaging.
 import { randomUUID } from 'node:crypto'
-import type { ConsumerMessages, JetStreamClient, NatsConnection, Subscription } from 'nats'
+import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
   AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, StatusUpdates, type TaskStatus, Subjects, Streams, Consumers, Buckets,
   decode, encode, isTerminal,
@@ -79,6 +79,8 @@ export class Master {
   private readonly lease: LeaderLease
   private subs: Subscription[] = []
   private updates?: ConsumerMessages
+  /** The latest status update message not yet acknowledged (AckAll covers the earlier ones). */
+  private pendingAck?: JsMsg
   private timers: Timer[] = []
   private allocationTimer?: Timer
   private lastAllocationAt = 0
@@ -164,27 +166,34 @@ export class Master {
       this.clock.setInterval(() => this.allocate(), this.config.allocationIntervalMs),
       this.clock.setInterval(() => this.checkTimeouts(), Math.min(500, this.config.heartbeatIntervalMs)),
       this.clock.setInterval(() => this.heartbeatFrameworks(), this.config.heartbeatIntervalMs * 5),
+      this.clock.setInterval(() => {
+        this.pendingAck?.ack()
+        this.pendingAck = undefined
+      }, 50),
     )
     try {
       const consumer = await this.js.consumers.get(Streams.updates, Consumers.masterUpdates)
-      this.updates = await consumer.consume({ max_messages: 2_000 })
-      const updates = this.updates
-      void (async () => {
-        let sinceAck = 0
-        for await (const m of updates) {
+      let sinceAck = 0
+      const updates = await consumer.consume({
+        max_messages: 2_000,
+        callback: (m) => {
           try {
             for (const status of decode(StatusUpdates, m.data, 'status updates').updates) this.onStatusUpdate(status)
           } catch (err) {
             this.o.metrics?.invalidMessage(m.subject)
             this.log.warn({ err: (err as Error).message, subject: m.subject }, 'dropping a bad status update')
           }
-          // AckAll: one ack covers every earlier message; ack when caught up or every 256
-          if (++sinceAck >= 256 || updates.getPending() === 0) {
+          // AckAll: one ack covers every earlier message; ack every 64, and soon when it goes quiet
+          if (++sinceAck >= 64) {
             m.ack()
             sinceAck = 0
+            this.pendingAck = undefined
+          } else {
+            this.pendingAck = m
           }
-        }
-      })()
+        },
+      })
+      this.updates = updates
     } catch (err) {
       this.log.error({ err }, 'cannot consume status updates; stepping down')
       this.lease.demote('cannot consume status updates')
