@@ -8,6 +8,7 @@ import type { Static, TSchema } from '@sinclair/typebox'
 import { RegattaError, isWireError } from '../errors/index.js'
 import { decode, encode, validate } from '../protocol/codec.js'
 import { Consumers, Streams, Subjects } from '../protocol/subjects.js'
+import { requesterFor } from './requester.js'
 import type { Logger } from '../log/index.js'
 
 export type { NatsConnection, Msg, Subscription }
@@ -47,7 +48,7 @@ export async function request<T extends TSchema>(
 ): Promise<Static<T>> {
   let msg: Msg
   try {
-    msg = await nc.request(subject, encode(payload), { timeout: timeoutMs })
+    msg = await requesterFor(nc).request(subject, encode(payload), timeoutMs)
   } catch (err) {
     throw toRegattaError(err, subject)
   }
@@ -211,3 +212,4 @@ export { headers }
 export { LeaderLease, type LeaseHolder, type LeaseOptions } from './lease.js'
 export { JetStreamPublisher } from './publisher.js'
 export { StatusUpdateSender } from './update-sender.js'
+export { Requester, requesterFor } from './requester.js'

@@ -1,16 +1,8 @@
-// Asynchronous JetStream publishing with acknowledgements, without a request per message:
-// one reply subscription per publisher, acks matched by a sequence number, one timer for all.
-// Agents and the master publish every status update through it; `js.publish()` costs several
-// times more CPU per message (a request object, a timer and an Error captured for each).
-import { createInbox, headers, type NatsConnection, type Subscription } from 'nats'
+// JetStream publishing with acknowledgements over the connection's requester (one reply
+// subscription, no per-message timer or Error), as agents and the master publish status updates.
+import { headers, type NatsConnection } from 'nats'
 import { RegattaError } from '../errors/index.js'
-
-interface Pending {
-  resolve(): void
-  reject(err: RegattaError): void
-  deadline: number
-  subject: string
-}
+import { requesterFor } from './requester.js'
 
 export interface PubAck {
   stream?: string
@@ -20,74 +12,33 @@ export interface PubAck {
 }
 
 export class JetStreamPublisher {
-  private readonly inbox: string
-  private readonly sub: Subscription
-  private readonly pending = new Map<number, Pending>()
-  private seq = 0
-  private readonly sweeper: NodeJS.Timeout
-
-  constructor(private readonly nc: NatsConnection, private readonly timeoutMs = 5_000) {
-    this.inbox = createInbox()
-    this.sub = nc.subscribe(`${this.inbox}.*`, {
-      callback: (err, m) => {
-        if (err) return
-        const id = Number(m.subject.slice(this.inbox.length + 1))
-        const p = this.pending.get(id)
-        if (!p) return
-        this.pending.delete(id)
-        if (m.data.length === 0 && m.headers?.code === 503) {
-          p.reject(new RegattaError('NO_RESPONDERS', `no JetStream stream stores ${p.subject}`))
-          return
-        }
-        let ack: PubAck
-        try {
-          ack = m.json<PubAck>()
-        } catch {
-          p.reject(new RegattaError('INVALID_MESSAGE', `bad JetStream ack for ${p.subject}`))
-          return
-        }
-        if (ack.error) p.reject(new RegattaError('INTERNAL', `JetStream refused ${p.subject}: ${ack.error.description ?? 'error'}`))
-        else p.resolve()
-      },
-    })
-    this.sweeper = setInterval(() => this.sweep(), Math.max(100, Math.floor(timeoutMs / 5)))
-    this.sweeper.unref()
-  }
-
-  private sweep(): void {
-    const now = Date.now()
-    for (const [id, p] of this.pending) {
-      if (p.deadline <= now) {
-        this.pending.delete(id)
-        p.reject(new RegattaError('TIMEOUT', `no JetStream ack for ${p.subject} in time`))
-      }
-    }
-  }
+  constructor(private readonly nc: NatsConnection, private readonly timeoutMs = 5_000) {}
 
   /** Publishes and resolves once JetStream stored it; `msgId` de-duplicates retries. */
-  publish(subject: string, data: Uint8Array, msgId?: string): Promise<void> {
-    if (this.nc.isClosed()) return Promise.reject(new RegattaError('NO_RESPONDERS', 'the NATS connection is closed'))
-    const id = ++this.seq
-    return new Promise<void>((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, deadline: Date.now() + this.timeoutMs, subject })
-      let h
-      if (msgId) {
-        h = headers()
-        h.set('Nats-Msg-Id', msgId)
-      }
-      try {
-        this.nc.publish(subject, data, { reply: `${this.inbox}.${id}`, ...(h ? { headers: h } : {}) })
-      } catch (err) {
-        this.pending.delete(id)
-        reject(RegattaError.from(err))
-      }
-    })
+  async publish(subject: string, data: Uint8Array, msgId?: string): Promise<void> {
+    let h
+    if (msgId) {
+      h = headers()
+      h.set('Nats-Msg-Id', msgId)
+    }
+    let m
+    try {
+      m = await requesterFor(this.nc).request(subject, data, this.timeoutMs, h)
+    } catch (err) {
+      const e = RegattaError.from(err)
+      if (e.code === 'NO_RESPONDERS') throw new RegattaError('NO_RESPONDERS', `no JetStream stream stores ${subject}`)
+      throw e
+    }
+    let ack: PubAck
+    try {
+      ack = m.json<PubAck>()
+    } catch {
+      throw new RegattaError('INVALID_MESSAGE', `bad JetStream ack for ${subject}`)
+    }
+    if (ack.error) throw new RegattaError('INTERNAL', `JetStream refused ${subject}: ${ack.error.description ?? 'error'}`)
   }
 
   close(): void {
-    clearInterval(this.sweeper)
-    this.sub.unsubscribe()
-    for (const p of this.pending.values()) p.reject(new RegattaError('NO_RESPONDERS', 'publisher closed'))
-    this.pending.clear()
+    // the requester belongs to the connection and ends with it
   }
 }
