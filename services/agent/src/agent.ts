@@ -330,7 +330,7 @@ export class Agent {
       uuid: randomUUID(), source: 'agent', timestamp: this.clock.now(), ...extra,
     }
     const status = t.status
-    const cp: Checkpoint = { task: t.info, status, sandbox: t.sandbox, published: false, ...(t.container ? { containerId: t.container.id } : {}) }
+    const cp: Checkpoint = { task: t.info, status, sandbox: t.sandbox, ...(t.container ? { containerId: t.container.id } : {}) }
     const k = key(t.info.frameworkId, t.info.taskId)
     void this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
     this.updates.send(status).then(() => {

@@ -1,6 +1,8 @@
 // Task checkpoints in the agent's work dir: what the agent needs after a restart to find its
-// tasks again (the task, its latest status, its container and sandbox).
-import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+// tasks again (the task, its latest status, its container and sandbox). One file holds every
+// task of the agent; changes made in the same turn of the event loop are written together
+// (write to a temp file, then rename), so a burst of status changes costs one write.
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { TaskInfo, TaskStatus, validate } from '../../../shared/protocol/index.js'
 import { Type, type Static } from '@sinclair/typebox'
@@ -10,79 +12,85 @@ export const Checkpoint = Type.Object({
   status: TaskStatus,
   containerId: Type.Optional(Type.String()),
   sandbox: Type.String(),
-  /** Whether the latest status is stored in JetStream already. */
-  published: Type.Boolean(),
 })
 export type Checkpoint = Static<typeof Checkpoint>
 
-const fileName = (frameworkId: string, taskId: string): string =>
-  `${encodeURIComponent(frameworkId)}__${encodeURIComponent(taskId)}.json`
+const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u0000${taskId}`
 
 export class CheckpointStore {
-  private readonly dir: string
-  /** Writes per task are serialized so that an older write never lands after a newer one. */
-  private readonly chains = new Map<string, Promise<void>>()
-  /** The newest checkpoint of a task waiting to be written. */
-  private readonly pending = new Map<string, Checkpoint>()
+  private readonly file: string
+  private readonly tasks = new Map<string, Checkpoint>()
+  private dirty = false
+  private writing?: Promise<void>
 
-  constructor(workDir: string) {
-    this.dir = join(workDir, 'checkpoints')
+  constructor(private readonly workDir: string) {
+    this.file = join(workDir, 'tasks.json')
   }
 
   async init(): Promise<void> {
-    await mkdir(this.dir, { recursive: true })
+    await mkdir(this.workDir, { recursive: true })
   }
 
-  private chain(key: string, op: () => Promise<void>): Promise<void> {
-    const next = (this.chains.get(key) ?? Promise.resolve()).then(op, op)
-    this.chains.set(key, next)
-    void next.finally(() => { if (this.chains.get(key) === next) this.chains.delete(key) })
-    return next
-  }
-
-  /** Saves the task's checkpoint; while a write is in flight, only the newest pending one is written after it. */
+  /** Records the task's latest state; resolves once it is on disk. */
   save(cp: Checkpoint): Promise<void> {
-    const name = fileName(cp.task.frameworkId, cp.task.taskId)
-    const queued = this.pending.get(name)
-    this.pending.set(name, cp)
-    if (queued) return this.chains.get(name) ?? Promise.resolve()
-    // written on the next turn of the event loop, so that a burst of status changes of one
-    // task (STARTING, RUNNING, FINISHED of a short task) costs one write
-    return this.chain(name, async () => {
-      await new Promise((r) => setImmediate(r))
-      const latest = this.pending.get(name)
-      this.pending.delete(name)
-      if (!latest) return
-      const tmp = join(this.dir, `.${name}.tmp`)
-      await writeFile(tmp, JSON.stringify(latest))
-      await rename(tmp, join(this.dir, name))
-    })
+    this.tasks.set(key(cp.task.frameworkId, cp.task.taskId), cp)
+    return this.schedule()
   }
 
+  /** Forgets a task; resolves once that is on disk. */
   remove(frameworkId: string, taskId: string): Promise<void> {
-    const name = fileName(frameworkId, taskId)
-    this.pending.delete(name)
-    return this.chain(name, () => rm(join(this.dir, name), { force: true }))
+    if (!this.tasks.delete(key(frameworkId, taskId))) return Promise.resolve()
+    return this.schedule()
   }
 
-  /** Every readable checkpoint; unreadable ones are returned by name so the caller can log them. */
+  private schedule(): Promise<void> {
+    this.dirty = true
+    if (!this.writing) {
+      this.writing = (async () => {
+        try {
+          while (this.dirty) {
+            // the next turn: every change of this turn goes into one write
+            await new Promise((r) => setImmediate(r))
+            this.dirty = false
+            const tmp = `${this.file}.tmp`
+            await writeFile(tmp, JSON.stringify([...this.tasks.values()]))
+            await rename(tmp, this.file)
+          }
+        } finally {
+          this.writing = undefined
+        }
+      })()
+    }
+    return this.writing
+  }
+
+  /** Every task of the checkpoint file; an unreadable file or entry is reported, not fatal. */
   async load(): Promise<{ checkpoints: Checkpoint[]; broken: string[] }> {
+    let text: string
+    try {
+      text = await readFile(this.file, 'utf8')
+    } catch {
+      return { checkpoints: [], broken: [] }
+    }
+    let entries: unknown[]
+    try {
+      const parsed: unknown = JSON.parse(text)
+      entries = Array.isArray(parsed) ? parsed : []
+      if (!Array.isArray(parsed)) return { checkpoints: [], broken: [`${this.file}: not a list`] }
+    } catch (err) {
+      return { checkpoints: [], broken: [`${this.file}: ${(err as Error).message}`] }
+    }
     const checkpoints: Checkpoint[] = []
     const broken: string[] = []
-    let names: string[] = []
-    try {
-      names = await readdir(this.dir)
-    } catch {
-      return { checkpoints, broken }
-    }
-    for (const name of names) {
-      if (!name.endsWith('.json') || name.startsWith('.')) continue
+    entries.forEach((e, i) => {
       try {
-        checkpoints.push(validate(Checkpoint, JSON.parse(await readFile(join(this.dir, name), 'utf8')), `checkpoint ${name}`))
-      } catch {
-        broken.push(name)
+        const cp = validate(Checkpoint, e, `checkpoint ${i}`)
+        checkpoints.push(cp)
+        this.tasks.set(key(cp.task.frameworkId, cp.task.taskId), cp)
+      } catch (err) {
+        broken.push(`${this.file}[${i}]: ${(err as Error).message}`)
       }
-    }
+    })
     return { checkpoints, broken }
   }
 }
