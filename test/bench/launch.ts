@@ -3,7 +3,7 @@
 // process) and one framework launching 20,000 tasks: tasks per second from the first offer to
 // the last acknowledged FINISHED.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { connectNats } from '../../shared/nats/index.js'
@@ -18,12 +18,22 @@ const TASKS = Number(process.env.BENCH_TASKS ?? 20_000)
 const TASK_CPUS = 1
 const TASK_MEM = 256
 
+/** CPU seconds a process has used so far (Linux /proc; clock ticks of 10 ms). */
+async function cpuSeconds(pid: number | undefined): Promise<number> {
+  if (!pid) return NaN
+  try {
+    const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return NaN
+  }
+}
+
 function startProcess(args: string[], ready: RegExp, logLevel = 'warn'): Promise<ChildProcess> {
   return new Promise((resolve, reject) => {
     const profile = process.env.BENCH_PROFILE_DIR ? [process.env.BENCH_PROFILE_KIND === 'heap' ? '--heap-prof' : '--cpu-prof', process.env.BENCH_PROFILE_KIND === 'heap' ? '--heap-prof-dir' : '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR] : []
-    // the master runs as `regatta master` does (its bundle); the fleet's entry is TypeScript
-    const loader = args[0]!.endsWith('.ts') ? ['--import', 'tsx'] : []
-    const child = spawn(process.execPath, [...profile, ...loader, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: logLevel } })
+    // both run as JavaScript bundles, as `regatta master` and `regatta agent` do
+    const child = spawn(process.execPath, [...profile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: logLevel } })
     let out = ''
     const onData = (d: Buffer): void => {
       out += d.toString()
@@ -35,13 +45,27 @@ function startProcess(args: string[], ready: RegExp, logLevel = 'warn'): Promise
   })
 }
 
+/**
+ * The fleet runs as production agents do: bundled JavaScript (as `regatta agent` runs from the
+ * CLI's bundle), not TypeScript through tsx. Built next to node_modules so packages resolve.
+ */
+async function bundleFleet(): Promise<string> {
+  const esbuild = await import('esbuild')
+  const outfile = new URL('../../node_modules/.cache/regatta-bench/simulated-fleet.js', import.meta.url).pathname
+  await esbuild.build({
+    entryPoints: [new URL('../helpers/simulated-fleet-main.ts', import.meta.url).pathname],
+    outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'error',
+  })
+  return outfile
+}
+
 export async function run(): Promise<void> {
   const nats = await startNatsServer()
   const workDir = await mkdtemp(join(tmpdir(), 'regatta-bench-launch-'))
   const children: ChildProcess[] = []
   try {
     children.push(await startProcess(['services/cli/bin/regatta.mjs', 'master', '--nats', nats.url, '--id', 'bench-master', '--http', '127.0.0.1:0'], /"msg":"elected leader"/, 'info'))
-    children.push(await startProcess(['test/helpers/simulated-fleet-main.ts', nats.url, String(AGENTS), 'cpus:8;mem:8192;disk:10000', workDir], /^ready$/m))
+    children.push(await startProcess([await bundleFleet(), nats.url, String(AGENTS), 'cpus:8;mem:8192;disk:10000', workDir], /^ready$/m))
     const nc = await connectNats(nats.url, 'bench-framework')
     let next = 0
     let finished = 0
@@ -80,6 +104,9 @@ export async function run(): Promise<void> {
     await allDone
     clearTimeout(timeout)
     const seconds = (performance.now() - firstOffer) / 1000
+    const [masterCpu, fleetCpu, natsCpu] = await Promise.all([children[0]?.pid, children[1]?.pid, nats.process.pid].map(cpuSeconds))
+    const own = process.cpuUsage()
+    process.stdout.write(`CPU seconds (whole run): master ${masterCpu}, simulated fleet ${fleetCpu}, nats-server ${natsCpu}, framework ${((own.user + own.system) / 1e6).toFixed(1)}\n`)
     const rate = Math.round(finished / seconds)
     process.stdout.write(`launch: ${finished} tasks on ${AGENTS} simulated agents (instant containerizer) in ${seconds.toFixed(2)} s from first offer to last acknowledged FINISHED: ${rate} tasks/s\n`)
     await s.teardown().catch(() => undefined)

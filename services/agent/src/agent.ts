@@ -1,8 +1,8 @@
 // The agent: registers with the leading master, heartbeats, runs tasks through a containerizer,
 // checkpoints them, and sends their status updates into JetStream until they are stored.
 import { randomUUID } from 'node:crypto'
-import { createWriteStream, type WriteStream } from 'node:fs'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs'
+import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { hostname as osHostname } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
@@ -219,6 +219,22 @@ export class Agent {
     return { ok: true }
   }
 
+  private readonly frameworkDirs = new Set<string>()
+
+  private makeSandbox(sandbox: string, frameworkId: string): void {
+    if (!this.frameworkDirs.has(frameworkId)) {
+      mkdirSync(join(sandbox, '..'), { recursive: true })
+      this.frameworkDirs.add(frameworkId)
+    }
+    try {
+      mkdirSync(sandbox)
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') return
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      mkdirSync(sandbox, { recursive: true }) // the framework's dir was removed meanwhile
+    }
+  }
+
   private sandboxOf(info: TaskInfo): string {
     return join(this.o.workDir, 'sandboxes', encodeURIComponent(info.frameworkId), encodeURIComponent(info.taskId))
   }
@@ -232,7 +248,8 @@ export class Agent {
     this.tasks.set(key(info.frameworkId, info.taskId), t)
     const log = this.log.child({ taskId: info.taskId, frameworkId: info.frameworkId })
     try {
-      await mkdir(sandbox, { recursive: true })
+      // synchronous: one short syscall costs less than a trip through the fs thread pool
+      this.makeSandbox(sandbox, info.frameworkId)
       this.update(t, 'STARTING')
       const image = info.container.image ?? this.o.defaultImage
       if (this.o.containerizer.kind === 'docker' && !image) {
@@ -311,7 +328,10 @@ export class Agent {
     t.logs?.stderr.end()
     if (t.container) void this.o.containerizer.remove(t.container.id).catch(() => undefined)
     const retention = this.o.sandboxRetentionMs ?? 10 * 60_000
-    const removeSandbox = (): void => void rm(t.sandbox, { recursive: true, force: true }).catch(() => undefined)
+    // an empty sandbox (a task that wrote nothing) goes with one rmdir; others recursively
+    const removeSandbox = (): void => void rmdir(t.sandbox)
+      .catch(() => rm(t.sandbox, { recursive: true, force: true }))
+      .catch(() => undefined)
     if (retention <= 0) removeSandbox()
     else this.clock.setTimeout(removeSandbox, retention)
   }
