@@ -1,7 +1,7 @@
 // The agent: registers with the leading master, heartbeats, runs tasks through a containerizer,
 // checkpoints them, and sends their status updates into JetStream until they are stored.
 import { randomUUID } from 'node:crypto'
-import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs'
+import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { hostname as osHostname } from 'node:os'
 import { join } from 'node:path'
@@ -221,17 +221,18 @@ export class Agent {
 
   private readonly frameworkDirs = new Set<string>()
 
-  private makeSandbox(sandbox: string, frameworkId: string): void {
+  /** The task's sandbox; its framework's directory is made once. Async: a disk may be slow. */
+  private async makeSandbox(sandbox: string, frameworkId: string): Promise<void> {
     if (!this.frameworkDirs.has(frameworkId)) {
-      mkdirSync(join(sandbox, '..'), { recursive: true })
+      await mkdir(join(sandbox, '..'), { recursive: true })
       this.frameworkDirs.add(frameworkId)
     }
     try {
-      mkdirSync(sandbox)
+      await mkdir(sandbox)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EEXIST') return
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      mkdirSync(sandbox, { recursive: true }) // the framework's dir was removed meanwhile
+      await mkdir(sandbox, { recursive: true }) // the framework's directory was removed meanwhile
     }
   }
 
@@ -248,8 +249,7 @@ export class Agent {
     this.tasks.set(key(info.frameworkId, info.taskId), t)
     const log = this.log.child({ taskId: info.taskId, frameworkId: info.frameworkId })
     try {
-      // synchronous: one short syscall costs less than a trip through the fs thread pool
-      this.makeSandbox(sandbox, info.frameworkId)
+      await this.makeSandbox(sandbox, info.frameworkId)
       this.update(t, 'STARTING')
       const image = info.container.image ?? this.o.defaultImage
       if (this.o.containerizer.kind === 'docker' && !image) {
