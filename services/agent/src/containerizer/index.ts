@@ -34,3 +34,4 @@ export async function detectContainerizer(options: { docker?: Dockerode; timeout
     clearTimeout(timer)
   }
 }
+export { BASE_IMAGE, ensureBaseImage } from './base-image.js'
