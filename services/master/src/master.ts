@@ -318,6 +318,7 @@ export class Master {
       else if (!f.active && f.disconnectedAt !== undefined &&
         now - f.disconnectedAt > (f.info.failoverTimeoutMs ?? this.config.frameworkFailoverMs)) {
         this.log.warn({ frameworkId: f.info.id }, 'framework failover timeout passed; tearing it down')
+        this.sendEvent(f.info.id, { type: 'ERROR', code: 'UNKNOWN_FRAMEWORK', message: 'the framework stayed away past its failover timeout: its tasks were killed and it was removed' })
         this.teardown(f)
       }
     }
