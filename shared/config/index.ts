@@ -26,13 +26,13 @@ export function parseHostPort(text: string, what: string): HostPort {
 }
 
 export function parseIntArg(text: string, what: string, min = 0, max = Number.MAX_SAFE_INTEGER): number {
-  const n = Number(text)
+  const n = /^\s*-?\d+\s*$/.test(text) ? Number(text) : NaN
   if (!Number.isInteger(n) || n < min || n > max) throw new RegattaError('INVALID_CONFIG', `${what}: "${text}" is not a whole number from ${min} to ${max}`)
   return n
 }
 
 export function parseNumberArg(text: string, what: string, min = 0): number {
-  const n = Number(text)
+  const n = /^\s*-?(\d+(\.\d*)?|\.\d+)\s*$/.test(text) ? Number(text) : NaN
   if (!Number.isFinite(n) || n < min) throw new RegattaError('INVALID_CONFIG', `${what}: "${text}" is not a number >= ${min}`)
   return n
 }

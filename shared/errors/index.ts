@@ -36,7 +36,7 @@ export class RegattaError extends Error {
   }
 
   static fromWire(w: WireError): RegattaError {
-    const code = (w.code in ErrorCodes ? w.code : 'INTERNAL') as ErrorCode
+    const code = (Object.hasOwn(ErrorCodes, w.code) ? w.code : 'INTERNAL') as ErrorCode
     return new RegattaError(code, w.message)
   }
 

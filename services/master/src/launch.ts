@@ -6,7 +6,8 @@ import { contains, normalize, subtract } from '../../../shared/resources/index.j
 
 /** Returns the concrete resources the task takes from `pool`, or undefined when it does not fit. */
 export function takeFromPool(pool: readonly Resource[], wanted: readonly Resource[], role: string): Resource[] | undefined {
-  if (contains(pool, wanted)) return normalize(wanted)
+  // as asked, when the pool holds it and holds nothing reserved that should be taken first
+  if (!pool.some((r) => r.role !== undefined) && contains(pool, wanted)) return normalize(wanted)
   let left = normalize(pool)
   const taken: Resource[] = []
   for (const want of normalize(wanted)) {
