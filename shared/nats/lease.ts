@@ -63,7 +63,8 @@ export class LeaderLease {
   }
 
   private value(): Uint8Array {
-    return new TextEncoder().encode(JSON.stringify({ id: this.o.holderId, info: this.o.info ?? {} }))
+    // the epoch goes into the value from the first refresh on, so that standbys can tell it
+    return new TextEncoder().encode(JSON.stringify({ id: this.o.holderId, info: this.o.info ?? {}, ...(this.leading ? { epoch: this.epochValue } : {}) }))
   }
 
   private async tick(): Promise<void> {
@@ -93,14 +94,15 @@ export class LeaderLease {
       this.current = { id: this.o.holderId, epoch: rev, info: this.o.info ?? {} }
       this.o.logger.info({ epoch: rev }, 'elected leader')
       this.o.onElected(rev)
+      await this.refresh()
     } catch {
       // someone else holds it: remember who, for redirects
       try {
         const e = await kv.get(this.key)
         if (e && e.operation === 'PUT') {
-          const v = JSON.parse(new TextDecoder().decode(e.value)) as { id: string; info?: Record<string, string> }
-          const createdRev = this.current?.id === v.id ? this.current.epoch : e.revision
-          this.current = { id: v.id, epoch: createdRev, info: v.info ?? {} }
+          const v = JSON.parse(new TextDecoder().decode(e.value)) as { id: string; info?: Record<string, string>; epoch?: number }
+          // before its first refresh the value has no epoch: then its revision is the epoch
+          this.current = { id: v.id, epoch: typeof v.epoch === 'number' ? v.epoch : e.revision, info: v.info ?? {} }
         } else {
           this.current = null
         }
