@@ -357,7 +357,7 @@ export class Agent {
       if (isTerminal(status.state) && t.status === status) {
         // stored in JetStream: JetStream now owns delivery to the framework
         this.tasks.delete(k)
-        void this.checkpoints.remove(t.info.frameworkId, t.info.taskId)
+        this.checkpoints.remove(t.info.frameworkId, t.info.taskId).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, "checkpoint failed"))
       }
     }, () => {
       // the agent is stopping: the checkpoint keeps the update for the restarted agent
