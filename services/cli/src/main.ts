@@ -4,7 +4,7 @@ import { ClusterState, Subjects } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { connectNats, requestWithRetry, type NatsConnection } from '../../../shared/nats/index.js'
 import { createLogger } from '../../../shared/log/index.js'
-import { natsUrl, parseHostPort, parseIntArg, parseNumberArg } from '../../../shared/config/index.js'
+import { natsUrl, parseDuration, parseHostPort, parseIntArg, parseNumberArg } from '../../../shared/config/index.js'
 import { formatAgents, formatStatus } from './format.js'
 
 const program = new Command()
@@ -68,11 +68,26 @@ program.command('master')
   .option('--id <id>', 'master id (default: host name and a random suffix)')
   .option('--http <host:port>', 'operator HTTP API address', '0.0.0.0:5050')
   .option('--advertise <url>', 'URL other masters redirect to (default from --http)')
-  .action(async (opts: { nats?: string; id?: string; http: string; advertise?: string }) => {
+  .option('--lease-ttl <duration>', 'leader lease TTL: a dead leader is replaced after about this long', '3s')
+  .option('--heartbeat-interval <duration>', 'how often agents heartbeat', '1s')
+  .option('--agent-unreachable <duration>', 'an agent silent this long is unreachable', '5s')
+  .option('--agent-gone <duration>', 'an unreachable agent is gone after this long', '60s')
+  .option('--offer-timeout <duration>', 'offers held longer are rescinded', '20s')
+  .action(async (opts: {
+    nats?: string; id?: string; http: string; advertise?: string; leaseTtl: string; heartbeatInterval: string
+    agentUnreachable: string; agentGone: string; offerTimeout: string
+  }) => {
     const { runMaster } = await import('../../master/src/main.js')
     await serveUntilSignal(() => runMaster({
       natsUrl: natsUrl(opts.nats), http: parseHostPort(opts.http, '--http'),
       ...(opts.id ? { id: opts.id } : {}), ...(opts.advertise ? { advertiseUrl: opts.advertise } : {}),
+      config: {
+        leaseTtlMs: parseDuration(opts.leaseTtl, '--lease-ttl'),
+        heartbeatIntervalMs: parseDuration(opts.heartbeatInterval, '--heartbeat-interval'),
+        agentUnreachableMs: parseDuration(opts.agentUnreachable, '--agent-unreachable'),
+        agentGoneMs: parseDuration(opts.agentGone, '--agent-gone'),
+        offerTimeoutMs: parseDuration(opts.offerTimeout, '--offer-timeout'),
+      },
     }))
   })
 
