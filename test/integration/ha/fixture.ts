@@ -1,0 +1,181 @@
+// The HA tests' cluster: real `regatta master` and `regatta agent` processes on a real
+// nats-server (or a 3-node NATS cluster), a framework in the test process, and the Docker
+// engine watched for container starts. Everything it starts it stops, including containers
+// carrying its agents' label, and the temp dirs.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { NatsConnection } from 'nats'
+import { connectNats } from '../../../shared/nats/index.js'
+import { Consumers, Streams, isTerminal, type FrameworkInfo, type TaskStatus } from '../../../shared/protocol/index.js'
+import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from '../../../services/agent/src/containerizer/labels.js'
+import { RecordingFramework } from '../../helpers/cluster.js'
+import { listContainersByLabel, removeContainersByLabel, testDocker } from '../../helpers/docker.js'
+import {
+  startAgentProcess, startMasterProcess, waitForLeader,
+  type AgentProcess, type AgentProcessOptions, type MasterProcess, type MasterProcessOptions,
+} from '../../helpers/processes.js'
+
+export type MasterSettings = Omit<MasterProcessOptions, 'natsUrl' | 'id'>
+export type AgentSettings = Omit<AgentProcessOptions, 'natsUrl' | 'workDir'> & { workDir?: string }
+
+export interface HaCluster {
+  natsUrl: string
+  /** The test's own connection (state requests, raw commands). */
+  nc: NatsConnection
+  /** Masters by slot; a killed master's slot holds the dead process until it is restarted. */
+  masters: MasterProcess[]
+  agents: AgentProcess[]
+  /** Starts masters m1..mN; the first leads (it is started alone and waited for). */
+  startMasters(n: number, settings?: MasterSettings): Promise<MasterProcess[]>
+  /** Starts the master of slot i again (same id and HTTP port). */
+  restartMaster(i: number): Promise<MasterProcess>
+  startAgent(settings?: AgentSettings): Promise<AgentProcess>
+  /** The master process that leads now (per `regatta.master.state`). */
+  leader(pred?: (id: string) => boolean, timeoutMs?: number): Promise<{ master: MasterProcess; epoch: number }>
+  framework(info?: Partial<FrameworkInfo>): Promise<RecordingFramework>
+  /** Every agent id seen so far (restarted agents keep theirs). */
+  agentIds(): string[]
+  stop(): Promise<void>
+}
+
+export async function startHaCluster(natsUrl: string, o: { agentDefaults?: AgentSettings } = {}): Promise<HaCluster> {
+  const nc = await connectNats(natsUrl, 'ha-test', { reconnectTimeWait: 100 })
+  const dirs: string[] = []
+  const ids = new Set<string>()
+  const frameworks: RecordingFramework[] = []
+  const conns: NatsConnection[] = [nc]
+  let masterSettings: MasterSettings = {}
+  const ports: number[] = []
+  const c: HaCluster = {
+    natsUrl,
+    nc,
+    masters: [],
+    agents: [],
+    async startMasters(n, settings = {}) {
+      masterSettings = settings
+      const first = await startMasterProcess({ natsUrl, id: 'm1', ...settings, waitFor: 'leader' })
+      c.masters.push(first)
+      ports.push(Number(new URL(first.httpUrl).port))
+      const rest = await Promise.all(Array.from({ length: n - 1 }, (_, i) => startMasterProcess({ natsUrl, id: `m${i + 2}`, ...settings })))
+      for (const m of rest) {
+        c.masters.push(m)
+        ports.push(Number(new URL(m.httpUrl).port))
+      }
+      return c.masters
+    },
+    async restartMaster(i) {
+      const old = c.masters[i]!
+      if (!old.hasExited) throw new Error(`master ${old.id} still runs`)
+      const m = await startMasterProcess({ natsUrl, ...masterSettings, id: old.id, httpPort: ports[i]!, waitFor: 'started' })
+      c.masters[i] = m
+      return m
+    },
+    async startAgent(settings = {}) {
+      const s = { ...o.agentDefaults, ...settings }
+      let workDir = s.workDir
+      if (!workDir) {
+        workDir = await mkdtemp(join(tmpdir(), 'regatta-ha-agent-'))
+        dirs.push(workDir)
+      }
+      const a = await startAgentProcess({ natsUrl, ...s, workDir })
+      ids.add(a.agentId)
+      c.agents.push(a)
+      return a
+    },
+    async leader(pred = () => true, timeoutMs = 30_000) {
+      const l = await waitForLeader(nc, (x) => pred(x.id), timeoutMs)
+      const master = c.masters.find((m) => m.id === l.id)
+      if (!master) throw new Error(`the leader ${l.id} is none of this cluster's masters`)
+      return { master, epoch: l.epoch }
+    },
+    async framework(info = {}) {
+      const fnc = await connectNats(natsUrl, 'ha-framework', { reconnectTimeWait: 100 })
+      conns.push(fnc)
+      const fw = new RecordingFramework(fnc, { name: 'ha-test', roles: ['*'], failoverTimeoutMs: 120_000, ...info })
+      await fw.start()
+      frameworks.push(fw)
+      return fw
+    },
+    agentIds: () => [...ids],
+    async stop() {
+      for (const fw of frameworks) await fw.scheduler.stop().catch(() => undefined)
+      await Promise.all([...c.masters, ...c.agents].map((p) => p.stop(3_000)))
+      for (const id of ids) await removeContainersByLabel(LABEL_AGENT, id).catch(() => undefined)
+      for (const x of conns) await x.close().catch(() => undefined)
+      for (const d of dirs) await rm(d, { recursive: true, force: true })
+    },
+  }
+  return c
+}
+
+/** Containers (running or not) that carry any of these agents' label. */
+export async function containersOf(agentIds: string[]): Promise<string[]> {
+  const found: string[] = []
+  for (const id of agentIds) for (const ci of await listContainersByLabel(LABEL_AGENT, id)) found.push(`${ci.Id.slice(0, 12)} ${ci.State} ${ci.Labels[LABEL_TASK] ?? ''}`)
+  return found
+}
+
+export interface ContainerStart {
+  taskId: string
+  agentId: string
+  containerId: string
+  at: number
+}
+
+/**
+ * Records every container start of one framework's tasks, from the Docker engine's event
+ * stream: an independent count of how many times each task really ran.
+ */
+export async function watchContainerStarts(frameworkId: string): Promise<{ starts: ContainerStart[]; startsOf(taskId: string): number; close(): void }> {
+  const stream = await testDocker().getEvents({
+    filters: { type: ['container'], event: ['start'], label: [`${LABEL_FRAMEWORK}=${frameworkId}`] },
+  }) as NodeJS.ReadableStream & { destroy?: () => void }
+  const starts: ContainerStart[] = []
+  let partial = ''
+  stream.on('data', (d: Buffer) => {
+    partial += d.toString()
+    const parts = partial.split('\n')
+    partial = parts.pop() ?? ''
+    for (const raw of parts) {
+      if (!raw.trim()) continue
+      try {
+        const e = JSON.parse(raw) as { id: string; Actor?: { Attributes?: Record<string, string> } }
+        const attrs = e.Actor?.Attributes ?? {}
+        starts.push({ taskId: attrs[LABEL_TASK] ?? '', agentId: attrs[LABEL_AGENT] ?? '', containerId: e.id, at: Date.now() })
+      } catch {
+        // a partial line; the next chunk completes it
+      }
+    }
+  })
+  stream.on('error', () => undefined)
+  return {
+    starts,
+    startsOf: (taskId) => starts.filter((s) => s.taskId === taskId).length,
+    close: () => stream.destroy?.(),
+  }
+}
+
+/**
+ * The framework's durable consumer of its status updates: nothing pending and nothing waiting
+ * for an ack means every update was delivered and acknowledged.
+ */
+export async function updatesFullyAcknowledged(nc: NatsConnection, frameworkId: string): Promise<{ pending: number; ackPending: number }> {
+  const info = await (await nc.jetstreamManager()).consumers.info(Streams.updates, Consumers.frameworkUpdates(frameworkId))
+  return { pending: info.num_pending, ackPending: info.num_ack_pending }
+}
+
+/** The terminal updates the framework received for a task (distinct by uuid). */
+export function terminalsOf(fw: RecordingFramework, taskId: string): TaskStatus[] {
+  const seen = new Set<string>()
+  return fw.updates.filter((u) => {
+    if (u.taskId !== taskId || !isTerminal(u.state) || u.reason === 'RECONCILIATION') return false
+    const k = u.uuid ?? `${u.state}:${u.timestamp}`
+    if (seen.has(k)) return false
+    seen.add(k)
+    return true
+  })
+}
+
+/** Milliseconds since `from`, for messages. */
+export const since = (from: number): number => Date.now() - from
