@@ -153,7 +153,7 @@ export function serve<T extends TSchema>(
 }
 
 /** Creates (or leaves as they are) the streams and the master's durable consumer. Idempotent. */
-export async function ensureStreams(jsm: JetStreamManager): Promise<void> {
+export async function ensureStreams(jsm: JetStreamManager, replicas = 1): Promise<void> {
   const streams = [
     {
       name: Streams.updates,
@@ -176,7 +176,7 @@ export async function ensureStreams(jsm: JetStreamManager): Promise<void> {
       await jsm.streams.info(s.name)
     } catch {
       try {
-        await jsm.streams.add({ ...s, storage: StorageType.File })
+        await jsm.streams.add({ ...s, storage: StorageType.File, num_replicas: replicas })
       } catch (err) {
         // another component created it at the same moment
         if (!/already in use|exists/i.test((err as Error).message)) throw err

@@ -46,8 +46,12 @@ export class LeaderLease {
     this.key = o.key ?? 'leader'
   }
 
+  /**
+   * Leading, and the lease was refreshed recently enough that nobody else can hold it: a
+   * holder that was paused (SIGSTOP) or cut off is not a leader even before its timer runs.
+   */
   get isLeader(): boolean {
-    return this.leading
+    return this.leading && this.clock.now() - this.lastRefreshOk <= this.o.ttlMs * 0.8
   }
 
   get epoch(): number {

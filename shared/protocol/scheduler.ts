@@ -4,10 +4,12 @@ import { Attributes, Resource } from './resources.js'
 import { TaskSpec, TaskStatus } from './tasks.js'
 
 const Id = Type.String({ minLength: 1, maxLength: 256 })
+/** Framework ids travel in subject names and KV keys: letters, digits, `.`, `_`, `-`. */
+export const FrameworkId = Type.String({ minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]*$' })
 
 export const FrameworkInfo = Type.Object({
   /** Set when re-subscribing after a failover. */
-  id: Type.Optional(Id),
+  id: Type.Optional(FrameworkId),
   name: Type.String({ minLength: 1, maxLength: 256 }),
   /** Roles the framework takes resources under, e.g. `ci/main`; nested roles use `/`. */
   roles: Type.Array(Type.String({ minLength: 1, maxLength: 128, pattern: '^([*]|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$' }), { minItems: 1, maxItems: 64 }),
@@ -32,13 +34,13 @@ export type Operation = Static<typeof Operation>
 
 export const Call = Type.Union([
   Type.Object({ type: Type.Literal('SUBSCRIBE'), framework: FrameworkInfo }),
-  Type.Object({ type: Type.Literal('ACCEPT'), frameworkId: Id, offerIds: Type.Array(Id, { minItems: 1, maxItems: 1000 }), operations: Type.Array(Operation, { maxItems: 1000 }), filters: Type.Optional(Filters) }),
-  Type.Object({ type: Type.Literal('DECLINE'), frameworkId: Id, offerIds: Type.Array(Id, { minItems: 1, maxItems: 100_000 }), filters: Type.Optional(Filters) }),
-  Type.Object({ type: Type.Literal('REVIVE'), frameworkId: Id, roles: Type.Optional(Type.Array(Type.String())) }),
-  Type.Object({ type: Type.Literal('SUPPRESS'), frameworkId: Id, roles: Type.Optional(Type.Array(Type.String())) }),
-  Type.Object({ type: Type.Literal('KILL'), frameworkId: Id, taskId: Id, agentId: Type.Optional(Id), gracePeriodMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
-  Type.Object({ type: Type.Literal('ACKNOWLEDGE'), frameworkId: Id, taskId: Id, agentId: Type.Optional(Id), uuid: Id }),
-  Type.Object({ type: Type.Literal('RECONCILE'), frameworkId: Id, tasks: Type.Array(Type.Object({ taskId: Id, agentId: Type.Optional(Id) }), { maxItems: 100_000 }) }),
+  Type.Object({ type: Type.Literal('ACCEPT'), frameworkId: FrameworkId, offerIds: Type.Array(Id, { minItems: 1, maxItems: 1000 }), operations: Type.Array(Operation, { maxItems: 1000 }), filters: Type.Optional(Filters) }),
+  Type.Object({ type: Type.Literal('DECLINE'), frameworkId: FrameworkId, offerIds: Type.Array(Id, { minItems: 1, maxItems: 100_000 }), filters: Type.Optional(Filters) }),
+  Type.Object({ type: Type.Literal('REVIVE'), frameworkId: FrameworkId, roles: Type.Optional(Type.Array(Type.String())) }),
+  Type.Object({ type: Type.Literal('SUPPRESS'), frameworkId: FrameworkId, roles: Type.Optional(Type.Array(Type.String())) }),
+  Type.Object({ type: Type.Literal('KILL'), frameworkId: FrameworkId, taskId: Id, agentId: Type.Optional(Id), gracePeriodMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
+  Type.Object({ type: Type.Literal('ACKNOWLEDGE'), frameworkId: FrameworkId, taskId: Id, agentId: Type.Optional(Id), uuid: Id }),
+  Type.Object({ type: Type.Literal('RECONCILE'), frameworkId: FrameworkId, tasks: Type.Array(Type.Object({ taskId: Id, agentId: Type.Optional(Id) }), { maxItems: 100_000 }) }),
   Type.Object({ type: Type.Literal('TEARDOWN'), frameworkId: Id }),
   /** Tells the master the framework is alive (frameworks reach the master only over NATS). */
   Type.Object({ type: Type.Literal('KEEPALIVE'), frameworkId: Id }),
@@ -48,7 +50,7 @@ export type CallType = Call['type']
 
 export const Offer = Type.Object({
   id: Id,
-  frameworkId: Id,
+  frameworkId: FrameworkId,
   agentId: Id,
   hostname: Type.String(),
   pool: Type.String(),
@@ -60,7 +62,7 @@ export const Offer = Type.Object({
 export type Offer = Static<typeof Offer>
 
 export const Event = Type.Union([
-  Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: Id, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
+  Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: FrameworkId, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
   Type.Object({ type: Type.Literal('OFFERS'), offers: Type.Array(Offer) }),
   Type.Object({ type: Type.Literal('RESCIND'), offerId: Id }),
   Type.Object({ type: Type.Literal('UPDATE'), status: TaskStatus }),
@@ -72,8 +74,9 @@ export type Event = Static<typeof Event>
 
 /** What the master answers to a call: SUBSCRIBE gets SUBSCRIBED, every other call `{ ok: true }`. */
 export const CallReply = Type.Union([
-  Type.Object({ ok: Type.Literal(true) }),
-  Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: Id, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
+  /** `epoch` tells the framework which leader answered: a new one means offers it holds are void. */
+  Type.Object({ ok: Type.Literal(true), epoch: Type.Optional(Type.Integer()) }),
+  Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: FrameworkId, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
 ])
 export type CallReply = Static<typeof CallReply>
 

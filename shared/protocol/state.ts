@@ -7,7 +7,8 @@ import { TaskState } from './tasks.js'
 export const Amounts = Type.Record(Type.String(), Type.Number())
 export type Amounts = Static<typeof Amounts>
 
-export const AgentState = Type.Union([Type.Literal('active'), Type.Literal('unreachable'), Type.Literal('draining')])
+/** `recovering`: known from the registry after a master failover, not re-registered yet. */
+export const AgentState = Type.Union([Type.Literal('active'), Type.Literal('recovering'), Type.Literal('unreachable'), Type.Literal('draining')])
 export type AgentState = Static<typeof AgentState>
 
 export const AgentView = Type.Object({

@@ -1,14 +1,15 @@
 // Every NATS subject, stream, consumer and bucket name of Regatta, declared once.
 // Nobody writes a subject string by hand elsewhere.
 
-const token = (s: string): string => {
-  if (!/^[A-Za-z0-9_@:+=-][A-Za-z0-9._@:+=-]*$/.test(s) || s.includes('..')) {
-    throw new Error(`not a valid subject token: ${JSON.stringify(s)}`)
-  }
-  return s
+/**
+ * An id as one subject token: letters, digits and `-` stay; every other character becomes `_`
+ * and its code in hex (so `a.b` is `a_2e_b`... and `_` itself `_5f_`): never a wildcard, never a
+ * separator, and two ids never share a token.
+ */
+export function idToken(id: string): string {
+  if (id.length === 0) throw new Error('an empty id cannot be a subject token')
+  return id.replace(/[^A-Za-z0-9-]/g, (c) => `_${c.codePointAt(0)!.toString(16)}_`)
 }
-/** Ids may contain dots; a subject token may not. */
-const idToken = (id: string): string => token(id.replace(/\./g, '_'))
 
 export const Subjects = {
   /** Agent -> master (request): register or re-register. */
@@ -40,7 +41,7 @@ export const Consumers = {
   /** The master's durable consumer of all status updates. */
   masterUpdates: 'master',
   /** A framework's durable consumer of its own status updates. */
-  frameworkUpdates: (frameworkId: string) => `fw-${idToken(frameworkId).replace(/[^A-Za-z0-9_-]/g, '_')}`,
+  frameworkUpdates: (frameworkId: string) => `fw-${idToken(frameworkId)}`,
 } as const
 
 export const Buckets = {

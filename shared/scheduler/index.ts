@@ -42,6 +42,12 @@ export class Scheduler {
   private subscribing?: Promise<void>
   private stopped = false
   heartbeatIntervalMs = 1_000
+  /** The epoch of the leader that answered last; a higher one means a failover happened. */
+  private epoch = 0
+  /** Offers held, by id, with their agent. */
+  private readonly heldOffers = new Map<string, string>()
+  /** Tasks launched and not ended yet, with their agent: what to reconcile after a failover. */
+  private readonly liveTasks = new Map<string, string | undefined>()
 
   constructor(private readonly o: SchedulerOptions) {
     this.frameworkId = o.framework.id ?? randomUUID()
@@ -69,6 +75,10 @@ export class Scheduler {
   }
 
   private deliver(e: SchedulerEvent): void {
+    if (e.type === 'OFFERS') for (const o of e.offers) this.heldOffers.set(o.id, o.agentId)
+    else if (e.type === 'RESCIND') this.heldOffers.delete(e.offerId)
+    else if (e.type === 'UPDATE' && isTerminal(e.status.state)) this.liveTasks.delete(e.status.taskId)
+    else if (e.type === 'SUBSCRIBED') this.noteEpoch(e.epoch)
     try {
       this.o.onEvent(e)
     } catch (err) {
@@ -113,6 +123,21 @@ export class Scheduler {
     })
   }
 
+  /**
+   * A new leader: offers of the old one are void (rescinded here), and the tasks in flight are
+   * reconciled, so that a launch the old leader never passed on comes back LOST.
+   */
+  private noteEpoch(epoch: number | undefined): void {
+    if (epoch === undefined || epoch <= this.epoch) return
+    const first = this.epoch === 0
+    this.epoch = epoch
+    if (first) return
+    this.log.info({ epoch }, 'a new master leads: rescinding held offers and reconciling tasks')
+    for (const offerId of [...this.heldOffers.keys()]) this.deliver({ type: 'RESCIND', offerId })
+    const tasks = [...this.liveTasks].map(([taskId, agentId]) => ({ taskId, ...(agentId ? { agentId } : {}) }))
+    if (tasks.length > 0) this.reconcile(tasks).catch((err: Error) => this.log.warn({ err: err.message }, 'reconciliation after failover failed'))
+  }
+
   private async sendKeepalive(): Promise<void> {
     if (this.stopped) return
     try {
@@ -125,17 +150,24 @@ export class Scheduler {
   /** Sends a call; when the master no longer knows this framework (a new leader), subscribes again first. */
   private async call<T extends Call['type']>(type: T, body: CallBody<T>): Promise<void> {
     const c = { type, frameworkId: this.frameworkId, ...body }
+    const send = async (): Promise<void> => {
+      const reply = await requestWithRetry(this.nc, Subjects.schedulerCall, c, CallReply, { deadlineMs: this.o.callDeadlineMs ?? 30_000 })
+      if ('ok' in reply) this.noteEpoch(reply.epoch)
+    }
     try {
-      await requestWithRetry(this.nc, Subjects.schedulerCall, c, CallReply, { deadlineMs: this.o.callDeadlineMs ?? 30_000 })
+      await send()
     } catch (err) {
       if ((err as RegattaError).code !== 'UNKNOWN_FRAMEWORK' || this.stopped) throw err
       await this.subscribe()
-      await requestWithRetry(this.nc, Subjects.schedulerCall, c, CallReply, { deadlineMs: this.o.callDeadlineMs ?? 30_000 })
+      await send()
     }
   }
 
   /** Launches tasks on the resources of one or more offers of the same agent. */
   accept(offerIds: string[], tasks: TaskSpec[], filters?: Filters): Promise<void> {
+    const agentId = offerIds.map((id) => this.heldOffers.get(id)).find((a) => a !== undefined)
+    for (const id of offerIds) this.heldOffers.delete(id)
+    for (const t of tasks) this.liveTasks.set(t.taskId, agentId)
     return this.call('ACCEPT', { offerIds, operations: tasks.length ? [{ type: 'LAUNCH', tasks }] : [], ...(filters ? { filters } : {}) })
   }
 
@@ -145,6 +177,7 @@ export class Scheduler {
   }
 
   decline(offerIds: string[], filters?: Filters): Promise<void> {
+    for (const id of offerIds) this.heldOffers.delete(id)
     return this.call('DECLINE', { offerIds, ...(filters ? { filters } : {}) })
   }
 

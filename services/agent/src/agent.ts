@@ -11,7 +11,7 @@ import {
   type AgentInfo, type Attributes, type Resource, type TaskInfo, type TaskState, type TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
-import { JetStreamPublisher, StatusUpdateSender, ensureStreams, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
+import { JetStreamPublisher, StatusUpdateSender, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
@@ -102,7 +102,6 @@ export class Agent {
     this.id = this.o.id ?? await this.loadOrCreateId()
     this.log = this.o.logger.child({ agentId: this.id })
     await this.checkpoints.init()
-    await ensureStreams(await this.nc.jetstreamManager())
     await this.recover()
     this.sub = serve(this.nc, Subjects.agentCommand(this.id), AgentCommand, (c) => this.command(c), { logger: this.log })
     await this.register()

@@ -49,7 +49,7 @@ export function formatStatus(state: ClusterState): string {
   }
   // the answer came from a standby: say so, its view may lag the leader's
   if (state.leader?.id !== state.masterId) field('Master', `${state.masterId} (standby)`)
-  field('Agents', countsLine(state.agents.length, countBy(state.agents.map((a) => a.state), ['active', 'draining', 'unreachable'])))
+  field('Agents', countsLine(state.agents.length, countBy(state.agents.map((a) => a.state), ['active', 'draining', 'recovering', 'unreachable'])))
   field('Offers', `${state.offers.length} outstanding`)
   field('Tasks', countsLine(state.tasks.length, countBy(state.tasks.map((t) => t.state), TASK_STATES)))
 

@@ -73,9 +73,10 @@ program.command('master')
   .option('--agent-unreachable <duration>', 'an agent silent this long is unreachable', '5s')
   .option('--agent-gone <duration>', 'an unreachable agent is gone after this long', '60s')
   .option('--offer-timeout <duration>', 'offers held longer are rescinded', '20s')
+  .option('--replicas <n>', 'JetStream stream and KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
   .action(async (opts: {
     nats?: string; id?: string; http: string; advertise?: string; leaseTtl: string; heartbeatInterval: string
-    agentUnreachable: string; agentGone: string; offerTimeout: string
+    agentUnreachable: string; agentGone: string; offerTimeout: string; replicas: string
   }) => {
     const { runMaster } = await import('../../master/src/main.js')
     await serveUntilSignal(() => runMaster({
@@ -87,6 +88,7 @@ program.command('master')
         agentUnreachableMs: parseDuration(opts.agentUnreachable, '--agent-unreachable'),
         agentGoneMs: parseDuration(opts.agentGone, '--agent-gone'),
         offerTimeoutMs: parseDuration(opts.offerTimeout, '--offer-timeout'),
+        replicas: parseIntArg(opts.replicas, '--replicas', 1, 5),
       },
     }))
   })

@@ -9,7 +9,8 @@ import type { AllocationSnapshot, RefuseFilter, RoleConfig } from './allocator/t
 
 export interface AgentEntry {
   info: AgentInfo
-  state: 'active' | 'unreachable'
+  /** `recovering`: known from the registry after a failover, not re-registered yet. */
+  state: 'active' | 'unreachable' | 'recovering'
   draining: boolean
   registeredAt: number
   lastHeartbeatAt: number
@@ -196,7 +197,7 @@ export class Cluster {
         pool: a.info.pool,
         attributes: a.info.attributes,
         containerizer: a.info.containerizer,
-        state: a.state === 'unreachable' ? 'unreachable' as const : a.draining ? 'draining' as const : 'active' as const,
+        state: a.state !== 'active' ? a.state : a.draining ? 'draining' as const : 'active' as const,
         registeredAt: a.registeredAt,
         lastHeartbeatAt: a.lastHeartbeatAt,
         resources: a.info.resources,

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
-  AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, StatusUpdates, type TaskStatus, Subjects, Streams, Consumers, Buckets,
+  AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, StatusUpdates, TaskStatus, Subjects, Streams, Consumers, Buckets,
   decode, encode, isTerminal,
   type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type TaskInfo, type TaskState,
 } from '../../../shared/protocol/index.js'
@@ -15,6 +15,7 @@ import { systemClock, type Clock, type Timer } from '../../../shared/clock/index
 import type { Logger } from '../../../shared/log/index.js'
 import { allocate } from './allocator/index.js'
 import { Cluster, taskKey, type AgentEntry, type FrameworkEntry, type TaskEntry } from './cluster.js'
+import { Registry } from './registry.js'
 import { takeFromPool } from './launch.js'
 import type { MasterMetrics } from './metrics.js'
 
@@ -38,6 +39,10 @@ export interface MasterConfig {
   leaseTtlMs: number
   /** Default refuse time of DECLINE and of the unused part of an ACCEPT (Mesos: 5 s). */
   defaultRefuseSeconds: number
+  /** After a failover, how long agents of the registry have to re-register before they count as unreachable. */
+  agentReregisterMs: number
+  /** JetStream stream and KV bucket replicas (3 on a NATS cluster). */
+  replicas: number
 }
 
 export const defaultMasterConfig: MasterConfig = {
@@ -52,6 +57,8 @@ export const defaultMasterConfig: MasterConfig = {
   allocationMinIntervalMs: 20,
   leaseTtlMs: 3_000,
   defaultRefuseSeconds: 5,
+  agentReregisterMs: 10_000,
+  replicas: 1,
 }
 
 export interface MasterOptions {
@@ -67,7 +74,7 @@ export interface MasterOptions {
 const MAX_OFFERS_PER_EVENT = 500
 
 export class Master {
-  readonly cluster = new Cluster()
+  cluster = new Cluster()
   readonly config: MasterConfig
   readonly startedAt: number
   private readonly nc: NatsConnection
@@ -86,6 +93,10 @@ export class Master {
   private lastAllocationAt = 0
   private leading = false
   private stopped = false
+  private readonly registry: Registry
+  private electedAt = 0
+  /** Explicit reconciliation questions about tasks on agents that have not re-registered yet. */
+  private pendingReconcile = new Map<string, Array<{ frameworkId: string; taskId: string }>>()
 
   constructor(private readonly o: MasterOptions) {
     this.nc = o.nc
@@ -106,11 +117,18 @@ export class Master {
       logger: this.log,
       onElected: (epoch) => void this.lead(epoch),
       onDemoted: (reason) => this.stepDown(reason),
+      replicas: this.config.replicas,
     })
+    this.registry = new Registry(o.nc, this.log, () => this.lease.isLeader, this.config.replicas)
   }
 
   get isLeader(): boolean {
-    return this.leading
+    return this.leading && this.lease.isLeader
+  }
+
+  /** Refuses to act when the lease may have passed to another master (fencing). */
+  private assertLeading(): void {
+    if (!this.isLeader) throw new RegattaError('NOT_LEADER', 'this master does not hold the leader lease')
   }
 
   get epoch(): number {
@@ -125,7 +143,8 @@ export class Master {
   }
 
   async start(): Promise<void> {
-    await ensureStreams(await this.nc.jetstreamManager())
+    await ensureStreams(await this.nc.jetstreamManager(), this.config.replicas)
+    await this.registry.open()
     void (async () => {
       for await (const s of this.nc.status()) {
         if (s.type === 'disconnect' && this.leading) this.lease.demote('lost the NATS connection')
@@ -150,6 +169,14 @@ export class Master {
 
   private async lead(epoch: number): Promise<void> {
     if (this.stopped) return
+    // start from the registry, never from what this master knew before: another may have led since
+    try {
+      await this.recoverRegistry()
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot read the registry; stepping down')
+      this.lease.demote('cannot read the registry')
+      return
+    }
     this.leading = true
     const serveOpts = { logger: this.log, onInvalid: (subject: string) => this.o.metrics?.invalidMessage(subject) }
     this.subs.push(
@@ -200,6 +227,29 @@ export class Master {
     }
   }
 
+  private async recoverRegistry(): Promise<void> {
+    const now = this.clock.now()
+    const r = await this.registry.load()
+    this.cluster = new Cluster()
+    this.pendingReconcile = new Map()
+    this.electedAt = now
+    for (const a of r.agents) {
+      this.cluster.agents.set(a.info.id, {
+        info: a.info, state: 'recovering', draining: a.draining, registeredAt: a.registeredAt, lastHeartbeatAt: now,
+        revocable: [], used: [], offered: [], taskKeys: new Set(), idleSince: now,
+      })
+    }
+    for (const f of r.frameworks) {
+      // inactive until it calls; its failover timeout runs from now
+      this.cluster.frameworks.set(f.info.id, {
+        info: f.info, active: false, registeredAt: f.registeredAt, lastSeenAt: now, disconnectedAt: now,
+        suppressed: new Set(), offerIds: new Set(), taskKeys: new Set(),
+      })
+    }
+    for (const [name, cfg] of r.roles) this.cluster.roles.set(name, cfg)
+    this.log.info({ agents: r.agents.length, frameworks: r.frameworks.length }, 'recovered the registry')
+  }
+
   private stepDown(reason: string): void {
     if (!this.leading) return
     this.leading = false
@@ -215,6 +265,7 @@ export class Master {
   // ---- agents -----------------------------------------------------------------------------
 
   private registerAgent(m: RegisterAgent): AgentRegistered {
+    this.assertLeading()
     const now = this.clock.now()
     const info = m.agent
     let agent = this.cluster.agents.get(info.id)
@@ -228,8 +279,10 @@ export class Master {
         this.masterUpdate(t, t.state === 'STAGING' ? 'DROPPED' : 'LOST', 'AGENT_REREGISTERED', 'the agent re-registered without this task')
       }
       for (const offerId of this.cluster.offersOfAgent(info.id)) this.rescind(offerId)
+      const changed = agent.state === 'recovering' || JSON.stringify(agent.info) !== JSON.stringify(info)
       agent.info = info
       agent.state = 'active'
+      if (changed) this.registry.putAgent({ info, registeredAt: agent.registeredAt, draining: agent.draining })
       agent.lastHeartbeatAt = now
       agent.unreachableSince = undefined
       agent.used = []
@@ -243,6 +296,7 @@ export class Master {
         revocable: [], used: [], offered: [], taskKeys: new Set(), idleSince: now,
       }
       this.cluster.agents.set(info.id, agent)
+      this.registry.putAgent({ info, registeredAt: now, draining: false })
     }
     for (const { task, status } of m.tasks) {
       const key = taskKey(task.frameworkId, task.taskId)
@@ -258,6 +312,7 @@ export class Master {
         this.masterUpdate(known, status.state, 'AGENT_REREGISTERED', 'the agent came back')
       }
     }
+    this.answerPendingReconcile(info.id)
     this.log.info({ agentId: info.id, tasks: m.tasks.length, pool: info.pool }, 'agent registered')
     this.scheduleAllocation()
     return {
@@ -267,8 +322,9 @@ export class Master {
   }
 
   private heartbeat(m: AgentHeartbeat): { epoch: number } {
+    this.assertLeading()
     const agent = this.cluster.agents.get(m.agentId)
-    if (!agent || agent.state === 'unreachable') {
+    if (!agent || agent.state !== 'active') {
       // an unreachable agent must re-register so that its tasks are reconciled
       throw new RegattaError('UNKNOWN_AGENT', `agent ${m.agentId} is not registered with this master`)
     }
@@ -301,13 +357,20 @@ export class Master {
       }
     }
     this.cluster.agents.delete(agent.info.id)
+    this.registry.deleteAgent(agent.info.id)
+    this.answerPendingReconcile(agent.info.id)
     for (const fw of frameworks) this.sendEvent(fw, { type: 'FAILURE', agentId: agent.info.id, message: 'agent gone' })
   }
 
   private checkTimeouts(): void {
     const now = this.clock.now()
     for (const agent of [...this.cluster.agents.values()]) {
-      if (agent.state === 'active' && now - agent.lastHeartbeatAt > this.config.agentUnreachableMs) this.markUnreachable(agent, now)
+      if (agent.state === 'recovering' && now - this.electedAt > this.config.agentReregisterMs) {
+        this.log.warn({ agentId: agent.info.id }, 'agent did not re-register after the failover')
+        agent.state = 'unreachable'
+        agent.unreachableSince = now
+        this.answerPendingReconcile(agent.info.id)
+      } else if (agent.state === 'active' && now - agent.lastHeartbeatAt > this.config.agentUnreachableMs) this.markUnreachable(agent, now)
       else if (agent.state === 'unreachable' && now - (agent.unreachableSince ?? now) > this.config.agentGoneMs) this.removeAgent(agent)
     }
     for (const o of [...this.cluster.offers.values()]) {
@@ -334,6 +397,12 @@ export class Master {
   }
 
   private async call(c: Call): Promise<CallReply> {
+    this.assertLeading()
+    const reply = await this.handleCall(c)
+    return 'ok' in reply ? { ok: true, epoch: this.lease.epoch } : reply
+  }
+
+  private async handleCall(c: Call): Promise<CallReply> {
     this.o.metrics?.call(c.type)
     if (c.type === 'SUBSCRIBE') return this.subscribe(c.framework)
     const f = this.cluster.frameworks.get(c.frameworkId)
@@ -397,6 +466,7 @@ export class Master {
       f = { info: { ...info, id }, active: true, registeredAt: now, lastSeenAt: now, suppressed: new Set(), offerIds: new Set(), taskKeys: new Set() }
       this.cluster.frameworks.set(id, f)
     }
+    this.registry.putFramework({ info: f.info, registeredAt: f.registeredAt })
     // the framework's durable consumer of its status updates must exist before any task runs
     await ensureConsumer(await this.nc.jetstreamManager(), Streams.updates, Consumers.frameworkUpdates(id), Subjects.statusUpdate(id))
     this.log.info({ frameworkId: id, name: info.name, roles: info.roles }, 'framework subscribed')
@@ -423,6 +493,7 @@ export class Master {
       }
     }
     this.cluster.frameworks.delete(f.info.id)
+    this.registry.deleteFramework(f.info.id)
     this.cluster.filters = this.cluster.filters.filter((x) => x.frameworkId !== f.info.id)
     void this.nc.jetstreamManager()
       .then((jsm) => jsm.consumers.delete(Streams.updates, Consumers.frameworkUpdates(f.info.id)))
@@ -556,7 +627,13 @@ export class Master {
     for (const q of tasks) {
       const t = this.cluster.tasks.get(taskKey(f.info.id, q.taskId))
       if (t) send(t)
-      else {
+      else if (this.awaitingAgent(q.agentId)) {
+        // its agent has not re-registered since the failover: answer when it does (or does not)
+        const k = q.agentId ?? '*'
+        const list = this.pendingReconcile.get(k) ?? []
+        list.push({ frameworkId: f.info.id, taskId: q.taskId })
+        this.pendingReconcile.set(k, list)
+      } else {
         this.sendEvent(f.info.id, { type: 'UPDATE', status: {
           taskId: q.taskId, frameworkId: f.info.id, state: 'LOST', source: 'master', reason: 'RECONCILIATION',
           message: 'unknown task', timestamp: now, ...(q.agentId ? { agentId: q.agentId } : {}),
@@ -564,6 +641,37 @@ export class Master {
       }
     }
     return { ok: true }
+  }
+
+  /** Whether an answer about a task on this agent (any agent, when not named) must wait for re-registration. */
+  private awaitingAgent(agentId: string | undefined): boolean {
+    if (agentId !== undefined) return this.cluster.agents.get(agentId)?.state === 'recovering'
+    for (const a of this.cluster.agents.values()) if (a.state === 'recovering') return true
+    return false
+  }
+
+  /** Answers the reconciliation questions that waited for this agent (and, once none is recovering, the unnamed ones). */
+  private answerPendingReconcile(agentId: string): void {
+    const now = this.clock.now()
+    const keys = [agentId, ...(this.awaitingAgent(undefined) ? [] : ['*'])]
+    for (const k of keys) {
+      const list = this.pendingReconcile.get(k)
+      if (!list) continue
+      this.pendingReconcile.delete(k)
+      const agent = k === '*' ? undefined : this.cluster.agents.get(k)
+      for (const q of list) {
+        const t = this.cluster.tasks.get(taskKey(q.frameworkId, q.taskId))
+        const status: TaskStatus = t
+          ? { ...t.latest, uuid: undefined, source: 'master', reason: 'RECONCILIATION', timestamp: now }
+          : {
+            taskId: q.taskId, frameworkId: q.frameworkId, source: 'master', reason: 'RECONCILIATION', timestamp: now,
+            state: agent?.state === 'unreachable' ? 'UNREACHABLE' : 'LOST',
+            message: agent?.state === 'unreachable' ? 'its agent did not come back after the failover' : 'unknown task',
+            ...(k !== '*' ? { agentId: k } : {}),
+          }
+        this.sendEvent(q.frameworkId, { type: 'UPDATE', status })
+      }
+    }
   }
 
   private heartbeatFrameworks(): void {

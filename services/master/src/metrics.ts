@@ -4,7 +4,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { TASK_STATES, type ClusterState } from '../../../shared/protocol/index.js'
 
 const PREFIX = 'regatta_master_'
-const AGENT_STATES = ['active', 'unreachable', 'draining'] as const
+const AGENT_STATES = ['active', 'recovering', 'unreachable', 'draining'] as const
 /** Always reported, even at zero, so dashboards see a 0 rather than no series. */
 const CORE_RESOURCES = ['cpus', 'mem', 'disk'] as const
 

@@ -1,0 +1,127 @@
+// The master's registry in NATS KV: what a new leader starts from after a failover. Admitted
+// agents, frameworks (with their failover timeouts) and role settings live here; tasks do not
+// (a new leader learns them from agents re-registering, then reconciles with frameworks).
+import type { KV, NatsConnection } from 'nats'
+import { Type, type Static } from '@sinclair/typebox'
+import { AgentInfo, FrameworkInfo, Buckets, validate } from '../../../shared/protocol/index.js'
+import type { Logger } from '../../../shared/log/index.js'
+import type { RoleConfig } from './allocator/types.js'
+
+export const AgentRecord = Type.Object({
+  info: AgentInfo,
+  registeredAt: Type.Number(),
+  draining: Type.Boolean(),
+})
+export type AgentRecord = Static<typeof AgentRecord>
+
+export const FrameworkRecord = Type.Object({
+  info: Type.Composite([FrameworkInfo, Type.Object({ id: Type.String() })]),
+  registeredAt: Type.Number(),
+})
+export type FrameworkRecord = Static<typeof FrameworkRecord>
+
+export const RoleRecord = Type.Object({
+  weight: Type.Optional(Type.Number({ exclusiveMinimum: 0 })),
+  quota: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0 }))),
+})
+
+export interface RegistryContents {
+  agents: AgentRecord[]
+  frameworks: FrameworkRecord[]
+  roles: Map<string, RoleConfig>
+}
+
+/** KV keys allow letters, digits and `-_/=.`; names are escaped so that any id fits. */
+const keyPart = (s: string): string => s.replace(/[^A-Za-z0-9-]/g, (c) => `_${c.codePointAt(0)!.toString(16)}_`)
+const unkey = (s: string): string => s.replace(/_([0-9a-f]+)_/g, (_, hex: string) => String.fromCodePoint(parseInt(hex, 16)))
+
+export class Registry {
+  private kv?: KV
+  /** Writes are queued per key, so that the last write of a key is the one that stays. */
+  private readonly chains = new Map<string, Promise<void>>()
+
+  /**
+   * `mayWrite` fences writes: a master that no longer holds the lease (it was paused, or cut
+   * off) drops its queued writes instead of overwriting the new leader's.
+   */
+  constructor(
+    private readonly nc: NatsConnection, private readonly log: Logger,
+    private readonly mayWrite: () => boolean, private readonly replicas = 1,
+  ) {}
+
+  async open(): Promise<void> {
+    this.kv ??= await this.nc.jetstream().views.kv(Buckets.registry, { history: 1, replicas: this.replicas })
+  }
+
+  async load(): Promise<RegistryContents> {
+    await this.open()
+    const kv = this.kv!
+    const out: RegistryContents = { agents: [], frameworks: [], roles: new Map() }
+    const keys: string[] = []
+    for await (const k of await kv.keys()) keys.push(k)
+    for (const k of keys) {
+      const e = await kv.get(k)
+      if (!e || e.operation !== 'PUT') continue
+      try {
+        const value: unknown = e.json()
+        if (k.startsWith('agent.')) out.agents.push(validate(AgentRecord, value, `registry ${k}`))
+        else if (k.startsWith('framework.')) out.frameworks.push(validate(FrameworkRecord, value, `registry ${k}`))
+        else if (k.startsWith('role.')) out.roles.set(unkey(k.slice('role.'.length)), validate(RoleRecord, value, `registry ${k}`))
+      } catch (err) {
+        this.log.warn({ key: k, err: (err as Error).message }, 'ignoring a bad registry entry')
+      }
+    }
+    return out
+  }
+
+  private write(key: string, value: unknown | undefined): void {
+    const op = async (): Promise<void> => {
+      await this.open()
+      for (let attempt = 0; ; attempt++) {
+        if (!this.mayWrite()) {
+          this.log.warn({ key }, 'not leading: registry write dropped')
+          return
+        }
+        try {
+          if (value === undefined) await this.kv!.delete(key)
+          else await this.kv!.put(key, JSON.stringify(value))
+          return
+        } catch (err) {
+          if (attempt >= 10) {
+            this.log.error({ key, err: (err as Error).message }, 'giving up a registry write')
+            return
+          }
+          await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)))
+        }
+      }
+    }
+    const next = (this.chains.get(key) ?? Promise.resolve()).then(op)
+    this.chains.set(key, next)
+    void next.finally(() => { if (this.chains.get(key) === next) this.chains.delete(key) })
+  }
+
+  putAgent(r: AgentRecord): void {
+    this.write(`agent.${keyPart(r.info.id)}`, r)
+  }
+
+  deleteAgent(id: string): void {
+    this.write(`agent.${keyPart(id)}`, undefined)
+  }
+
+  putFramework(r: FrameworkRecord): void {
+    this.write(`framework.${keyPart(r.info.id)}`, r)
+  }
+
+  deleteFramework(id: string): void {
+    this.write(`framework.${keyPart(id)}`, undefined)
+  }
+
+  putRole(name: string, config: RoleConfig): void {
+    this.write(`role.${keyPart(name)}`, config)
+  }
+
+  /** Waits for the writes queued so far (tests, and a leader stepping down). */
+  async flush(): Promise<void> {
+    await Promise.allSettled([...this.chains.values()])
+  }
+}
