@@ -177,5 +177,30 @@ export function terminalsOf(fw: RecordingFramework, taskId: string): TaskStatus[
   })
 }
 
+/** What logsOnFailure needs of a tap test. */
+export interface TestLike {
+  teardown(fn: () => unknown): void
+  passing(): boolean
+  comment(...message: unknown[]): void
+}
+
+/**
+ * On a failing test, prints each process's last log lines (masters' and agents' pino lines,
+ * trimmed), so that a failure names what the components did. Set HA_LOGS=all for every line.
+ */
+export function logsOnFailure(t: TestLike, c: HaCluster, lines = 40): void {
+  t.teardown(() => {
+    if (t.passing() && process.env.HA_LOGS !== 'all') return
+    for (const p of [...c.masters, ...c.agents]) {
+      const shown = (process.env.HA_LOGS === 'all' ? p.lines() : p.lines().slice(-lines)).map((l) => {
+        const { level, time, pid, hostname, service, ...rest } = l
+        void pid; void hostname; void service
+        return `${typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : ''} ${String(level ?? '')} ${JSON.stringify(rest)}`
+      })
+      t.comment(`---- ${p.name} (pid ${p.pid}${p.hasExited ? ', exited' : ''}), last ${shown.length} log lines:\n${shown.join('\n')}`)
+    }
+  })
+}
+
 /** Milliseconds since `from`, for messages. */
 export const since = (from: number): number => Date.now() - from
