@@ -49,5 +49,9 @@ export const AgentCommand = Type.Union([
 ])
 export type AgentCommand = Static<typeof AgentCommand>
 
+/** Published by a master when it starts to lead. */
+export const LeaderElected = Type.Object({ masterId: Type.String(), epoch: Type.Integer({ minimum: 0 }) })
+export type LeaderElected = Static<typeof LeaderElected>
+
 export const CommandReply = Type.Object({ ok: Type.Literal(true) })
 export type CommandReply = Static<typeof CommandReply>

@@ -63,7 +63,8 @@ export type Offer = Static<typeof Offer>
 
 export const Event = Type.Union([
   Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: FrameworkId, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
-  Type.Object({ type: Type.Literal('OFFERS'), offers: Type.Array(Offer) }),
+  /** `epoch`: the leader that made the offers (offers of an older leader are void). */
+  Type.Object({ type: Type.Literal('OFFERS'), offers: Type.Array(Offer), epoch: Type.Optional(Type.Integer()) }),
   Type.Object({ type: Type.Literal('RESCIND'), offerId: Id }),
   Type.Object({ type: Type.Literal('UPDATE'), status: TaskStatus }),
   Type.Object({ type: Type.Literal('FAILURE'), agentId: Id, message: Type.Optional(Type.String()) }),

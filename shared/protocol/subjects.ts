@@ -18,6 +18,8 @@ export const Subjects = {
   agentHeartbeat: 'regatta.master.agent.heartbeat',
   /** Framework -> master (request): every scheduler call. */
   schedulerCall: 'regatta.master.scheduler',
+  /** Master -> everyone: a new leader announces itself ({ masterId, epoch }), so agents re-register at once. */
+  leaderElected: 'regatta.master.leader',
   /** Anyone -> master (request): the cluster state, as /api/v1/state gives it. */
   masterState: 'regatta.master.state',
   /** Master -> agent (request): commands. */

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
-  CallReply, Consumers, Event, StatusUpdates, Streams, Subjects, decode, encode, isTerminal, type TaskStatus,
+  CallReply, Consumers, Event, LeaderElected, StatusUpdates, Streams, Subjects, decode, encode, isTerminal, type TaskStatus,
   type Call, type Filters, type FrameworkInfo, type Offer, type TaskSpec,
 } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
@@ -33,6 +33,7 @@ export class Scheduler {
   private readonly nc: NatsConnection
   private readonly log: Logger
   private events?: Subscription
+  private leader?: Subscription
   private updates?: ConsumerMessages
   /** Updates delivered but not yet acknowledged, with the JetStream message that carried them. */
   private readonly unacked = new Map<string, { m: JsMsg; left: Set<string> }>()
@@ -44,8 +45,8 @@ export class Scheduler {
   heartbeatIntervalMs = 1_000
   /** The epoch of the leader that answered last; a higher one means a failover happened. */
   private epoch = 0
-  /** Offers held, by id, with their agent. */
-  private readonly heldOffers = new Map<string, string>()
+  /** Offers held, by id, with their agent and the epoch of the leader that made them. */
+  private readonly heldOffers = new Map<string, { agentId: string; epoch: number }>()
   /** Tasks launched and not ended yet, with their agent: what to reconcile after a failover. */
   private readonly liveTasks = new Map<string, string | undefined>()
 
@@ -69,13 +70,27 @@ export class Scheduler {
         this.deliver(e)
       },
     })
+    // a new leader announces itself: held offers are void, tasks in flight get reconciled
+    this.leader = this.nc.subscribe(Subjects.leaderElected, {
+      callback: (err, m) => {
+        if (err) return
+        try {
+          this.noteEpoch(decode(LeaderElected, m.data, 'leader announcement').epoch)
+        } catch {
+          // not worth more than ignoring
+        }
+      },
+    })
     await this.subscribe()
     this.keepalive = setInterval(() => void this.sendKeepalive(), this.heartbeatIntervalMs)
     this.keepalive.unref()
   }
 
   private deliver(e: SchedulerEvent): void {
-    if (e.type === 'OFFERS') for (const o of e.offers) this.heldOffers.set(o.id, o.agentId)
+    if (e.type === 'OFFERS') {
+      this.noteEpoch(e.epoch)
+      for (const o of e.offers) this.heldOffers.set(o.id, { agentId: o.agentId, epoch: e.epoch ?? this.epoch })
+    }
     else if (e.type === 'RESCIND') this.heldOffers.delete(e.offerId)
     else if (e.type === 'UPDATE' && isTerminal(e.status.state)) this.liveTasks.delete(e.status.taskId)
     else if (e.type === 'SUBSCRIBED') this.noteEpoch(e.epoch)
@@ -133,7 +148,7 @@ export class Scheduler {
     this.epoch = epoch
     if (first) return
     this.log.info({ epoch }, 'a new master leads: rescinding held offers and reconciling tasks')
-    for (const offerId of [...this.heldOffers.keys()]) this.deliver({ type: 'RESCIND', offerId })
+    for (const [offerId, held] of [...this.heldOffers]) if (held.epoch < epoch) this.deliver({ type: 'RESCIND', offerId })
     const tasks = [...this.liveTasks].map(([taskId, agentId]) => ({ taskId, ...(agentId ? { agentId } : {}) }))
     if (tasks.length > 0) this.reconcile(tasks).catch((err: Error) => this.log.warn({ err: err.message }, 'reconciliation after failover failed'))
   }
@@ -165,7 +180,7 @@ export class Scheduler {
 
   /** Launches tasks on the resources of one or more offers of the same agent. */
   accept(offerIds: string[], tasks: TaskSpec[], filters?: Filters): Promise<void> {
-    const agentId = offerIds.map((id) => this.heldOffers.get(id)).find((a) => a !== undefined)
+    const agentId = offerIds.map((id) => this.heldOffers.get(id)?.agentId).find((a) => a !== undefined)
     for (const id of offerIds) this.heldOffers.delete(id)
     for (const t of tasks) this.liveTasks.set(t.taskId, agentId)
     return this.call('ACCEPT', { offerIds, operations: tasks.length ? [{ type: 'LAUNCH', tasks }] : [], ...(filters ? { filters } : {}) })
@@ -230,6 +245,7 @@ export class Scheduler {
     this.stopped = true
     if (this.keepalive) clearInterval(this.keepalive)
     this.events?.unsubscribe()
+    this.leader?.unsubscribe()
     await this.updates?.close()
   }
 }

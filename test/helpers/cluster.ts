@@ -51,7 +51,10 @@ export async function startCluster(): Promise<TestCluster> {
       await master.start()
       stops.push(() => master.stop())
       const deadline = Date.now() + 10_000
-      while (!master.isLeader && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+      // until it leads, or knows another master does (a standby)
+      while (!master.isLeader && !(master.leaderInfo() && master.leaderInfo()?.id !== id) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 20))
+      }
       return master
     },
     async startAgent(o) {

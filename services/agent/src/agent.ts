@@ -7,7 +7,7 @@ import { hostname as osHostname } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
 import {
-  AgentCommand, AgentRegistered, HeartbeatReply, Subjects, encode, isTerminal,
+  AgentCommand, AgentRegistered, HeartbeatReply, LeaderElected, Subjects, decode, encode, isTerminal,
   type AgentInfo, type Attributes, type Resource, type TaskInfo, type TaskState, type TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
@@ -62,6 +62,7 @@ export class Agent {
   /** Sends status updates into JetStream, in order, batched per framework. */
   private readonly updates: StatusUpdateSender
   private sub?: Subscription
+  private leaderSub?: Subscription
   private heartbeatTimer?: Timer
   private masterEpoch = 0
   private heartbeatIntervalMs = 1_000
@@ -104,6 +105,18 @@ export class Agent {
     await this.checkpoints.init()
     await this.recover()
     this.sub = serve(this.nc, Subjects.agentCommand(this.id), AgentCommand, (c) => this.command(c), { logger: this.log })
+    // a new leader announces itself: re-register at once rather than at the next heartbeat
+    this.leaderSub = this.nc.subscribe(Subjects.leaderElected, {
+      callback: (err, m) => {
+        if (err) return
+        try {
+          const { epoch } = decode(LeaderElected, m.data, 'leader announcement')
+          if (epoch > this.masterEpoch && this.registered) void this.register()
+        } catch (e) {
+          this.log.warn({ err: (e as Error).message }, 'ignoring a bad leader announcement')
+        }
+      },
+    })
     await this.register()
     this.scheduleHeartbeat()
   }
@@ -112,6 +125,7 @@ export class Agent {
     this.stopped = true
     this.heartbeatTimer?.cancel()
     this.sub?.unsubscribe()
+    this.leaderSub?.unsubscribe()
     // let updates in flight be stored, for a bounded time
     await this.updates.close()
     this.publisher.close()

@@ -198,6 +198,7 @@ export class Master {
         this.pendingAck = undefined
       }, 50),
     )
+    this.nc.publish(Subjects.leaderElected, encode({ masterId: this.o.id, epoch }))
     try {
       const consumer = await this.js.consumers.get(Streams.updates, Consumers.masterUpdates)
       let sinceAck = 0
@@ -240,9 +241,9 @@ export class Master {
       })
     }
     for (const f of r.frameworks) {
-      // inactive until it calls; its failover timeout runs from now
+      // offered to at once; one that does not call within frameworkInactiveMs goes inactive
       this.cluster.frameworks.set(f.info.id, {
-        info: f.info, active: false, registeredAt: f.registeredAt, lastSeenAt: now, disconnectedAt: now,
+        info: f.info, active: true, registeredAt: f.registeredAt, lastSeenAt: now,
         suppressed: new Set(), offerIds: new Set(), taskKeys: new Set(),
       })
     }
@@ -766,7 +767,7 @@ export class Master {
     this.o.metrics?.offersMade(planned.length)
     for (const [frameworkId, offers] of byFramework) {
       for (let i = 0; i < offers.length; i += MAX_OFFERS_PER_EVENT) {
-        this.sendEvent(frameworkId, { type: 'OFFERS', offers: offers.slice(i, i + MAX_OFFERS_PER_EVENT) })
+        this.sendEvent(frameworkId, { type: 'OFFERS', offers: offers.slice(i, i + MAX_OFFERS_PER_EVENT), epoch: this.lease.epoch })
       }
     }
   }
