@@ -27,6 +27,9 @@ export const fastMasterConfig: Partial<MasterConfig> = {
 
 export interface TestCluster {
   nats: NatsServer
+  /** Started so far, in order. */
+  masters: Master[]
+  agents: Agent[]
   connect(name: string): Promise<NatsConnection>
   startMaster(id?: string, config?: Partial<MasterConfig>): Promise<Master>
   startAgent(o: { containerizer: Containerizer; resources?: string; pool?: string; id?: string; workDir?: string }): Promise<Agent>
@@ -41,6 +44,8 @@ export async function startCluster(): Promise<TestCluster> {
   const dirs: string[] = []
   const cluster: TestCluster = {
     nats,
+    masters: [],
+    agents: [],
     async connect(name) {
       const nc = await connectNats(nats.url, name, { reconnectTimeWait: 100 })
       conns.push(nc)
@@ -49,6 +54,7 @@ export async function startCluster(): Promise<TestCluster> {
     async startMaster(id = 'm1', config = fastMasterConfig) {
       const master = new Master({ nc: await cluster.connect(`master-${id}`), id, logger: silentLogger(), config })
       await master.start()
+      cluster.masters.push(master)
       stops.push(() => master.stop())
       const deadline = Date.now() + 10_000
       // until it leads, or knows another master does (a standby)
@@ -67,6 +73,7 @@ export async function startCluster(): Promise<TestCluster> {
         defaultImage: 'regatta/busybox:latest', sandboxRetentionMs: 0, ...(o.id ? { id: o.id } : {}),
       })
       await agent.start()
+      cluster.agents.push(agent)
       stops.push(() => agent.stop())
       return agent
     },

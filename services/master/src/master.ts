@@ -486,12 +486,17 @@ export class Master {
     for (const agentId of agents) {
       void this.command(agentId, { type: 'SHUTDOWN_FRAMEWORK', epoch: this.lease.epoch, frameworkId: f.info.id })
     }
+    const now = this.clock.now()
     for (const key of [...f.taskKeys]) {
       const t = this.cluster.tasks.get(key)
-      if (t) {
-        this.cluster.releaseTask(t, this.clock.now())
-        this.cluster.forgetTask(key)
+      if (!t) continue
+      if (!isTerminal(t.state)) {
+        this.cluster.applyStatus(t, {
+          taskId: t.info.taskId, frameworkId: f.info.id, agentId: t.info.agentId, state: 'KILLED', source: 'master',
+          reason: 'FRAMEWORK_REMOVED', message: 'its framework was torn down', timestamp: now,
+        }, now)
       }
+      this.cluster.forgetTask(key)
     }
     this.cluster.frameworks.delete(f.info.id)
     this.registry.deleteFramework(f.info.id)
