@@ -412,6 +412,9 @@ export class Agent {
       }
       t.container = found.container
       sinks.set(cp.task.taskId, this.outputSink(t))
+      // the checkpointed update may not have been stored before the restart: send it again
+      // (same uuid; the framework drops what it acknowledged already), then RUNNING if it was not
+      this.update(t, cp.status.state, { ...cp.status })
       if (cp.status.state !== 'RUNNING') this.update(t, 'RUNNING')
       void found.container.exited.then((exit) => this.finish(t, exit))
       this.log.info({ taskId: cp.task.taskId }, 'recovered a running task')
