@@ -406,7 +406,10 @@ export class Agent {
         continue
       }
       if (!found) {
-        this.update(t, 'LOST', { reason: 'CONTAINER_NOT_FOUND', message: `the task's ${this.o.containerizer.kind === 'process' ? 'process' : 'container'} did not survive the agent restart` })
+        if (cp.containerId) await this.o.containerizer.destroyLeftover?.(cp.containerId, cp.task.taskId).catch(() => undefined)
+        this.update(t, 'LOST', { reason: 'CONTAINER_NOT_FOUND', message: this.o.containerizer.kind === 'process'
+          ? 'a process cannot be re-attached after an agent restart: it was stopped'
+          : 'the task\'s container did not survive the agent restart' })
         this.cleanup(t)
         continue
       }

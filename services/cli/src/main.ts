@@ -1,5 +1,5 @@
 // The `regatta` command line: one binary for every service and every operator command.
-import { Command, Option } from 'commander'
+import { Command, CommanderError, Option } from 'commander'
 import { ClusterState, Subjects } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { connectNats, requestWithRetry, type NatsConnection } from '../../../shared/nats/index.js'
@@ -11,8 +11,9 @@ const program = new Command()
 program
   .name('regatta')
   .description('Regatta: an elastic CI/CD executor pool on a Mesos-style cluster core')
-  .showHelpAfterError()
-  .configureOutput({ outputError: (str, write) => write(str) })
+  // a bad argument: one line, exit 2 (commander would print the help and exit 1)
+  .exitOverride()
+  .configureOutput({ outputError: () => undefined })
 
 const natsOption = (): Option => new Option('--nats <url>', 'NATS URL (env REGATTA_NATS_URL)')
 const jsonOption = (): Option => new Option('--json', 'print JSON for scripts')
@@ -160,7 +161,13 @@ agents.command('ls')
 try {
   await program.parseAsync(process.argv)
 } catch (err) {
-  const e = RegattaError.from(err)
-  process.stderr.write(`regatta: ${e.message}\n`)
-  process.exitCode = e.code === 'INVALID_CONFIG' ? 2 : 1
+  if (err instanceof CommanderError) {
+    // --help and --version end this way too, with exit code 0
+    if (err.exitCode !== 0) process.stderr.write(`regatta: ${err.message.replace(/^error: /, '')} (see regatta --help)\n`)
+    process.exitCode = err.exitCode === 0 ? 0 : 2
+  } else {
+    const e = RegattaError.from(err)
+    process.stderr.write(`regatta: ${e.message}\n`)
+    process.exitCode = e.code === 'INVALID_CONFIG' ? 2 : 1
+  }
 }

@@ -688,6 +688,9 @@ export class Master {
 
   private onStatusUpdate(s: TaskStatus): void {
     this.o.metrics?.statusUpdate(s.state)
+    // the master's own updates are applied when it makes them; some are about launches that
+    // never happened (a task id in use, a void offer) and must not touch a live task of that id
+    if (s.source === 'master') return
     const key = taskKey(s.frameworkId, s.taskId)
     const t = this.cluster.tasks.get(key)
     if (!t) return

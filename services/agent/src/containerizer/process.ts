@@ -4,7 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { access, stat } from 'node:fs/promises'
+import { access, readFile, stat } from 'node:fs/promises'
 import { delimiter, isAbsolute, join, relative, resolve } from 'node:path'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { silentLogger, type Logger } from '../../../../shared/log/index.js'
@@ -109,6 +109,32 @@ export class ProcessContainerizer implements Containerizer {
   }
 
   /** A process does not survive as something we can re-attach to: the agent reports its tasks LOST. */
+  /**
+   * A task's process group may outlive the agent that started it: kill it, but only when the
+   * pid still runs that task (its environment names the task), never a recycled pid.
+   */
+  async destroyLeftover(containerId: string, taskId: string): Promise<void> {
+    const m = /^pid:(\d+)$/.exec(containerId)
+    if (!m) return
+    const pid = Number(m[1])
+    let environ: string
+    try {
+      environ = await readFile(`/proc/${pid}/environ`, 'latin1')
+    } catch {
+      return // gone already
+    }
+    if (!environ.split('\0').includes(`REGATTA_TASK_ID=${taskId}`)) return
+    try {
+      process.kill(-pid, 'SIGKILL')
+    } catch {
+      try {
+        process.kill(pid, 'SIGKILL')
+      } catch {
+        // exited meanwhile
+      }
+    }
+  }
+
   async recover(): Promise<RecoveredContainer[]> {
     return []
   }

@@ -65,4 +65,9 @@ export interface Containerizer {
   recover(agentId: string, output: (taskId: string) => OutputSink): Promise<RecoveredContainer[]>
   /** Removes what is left of a finished task's container. */
   remove(containerId: string): Promise<void>
+  /**
+   * After an agent restart: stops what may be left running of a task that cannot be recovered
+   * (a process outlives its agent), once it is sure the container still belongs to that task.
+   */
+  destroyLeftover?(containerId: string, taskId: string): Promise<void>
 }
