@@ -154,7 +154,7 @@ t.test('Checks that a process-containerizer task does not survive an agent resta
   t.equal(end.state, 'LOST')
   t.equal(end.reason, 'CONTAINER_NOT_FOUND')
   t.equal(end.agentId, id)
-  t.match(end.message, /did not survive/)
+  t.match(end.message, /cannot be re-attached/)
   await waitUntil('the agent to let go of the task', () => !second.agent.runningTasks().some((x) => x.taskId === 'rec-p1'), 5_000)
   const s = await waitUntil('the master to free the task', async () => {
     const st = await state()
