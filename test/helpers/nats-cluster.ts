@@ -15,6 +15,8 @@ export interface NatsClusterNode {
   name: string
   port: number
   clusterPort: number
+  /** HTTP monitoring (`/connz`, `/jsz`), for diagnosing which client is on which node. */
+  monitorPort: number
   url: string
   storeDir: string
   /** The running server, or undefined while the node is down. */
@@ -33,6 +35,8 @@ export interface NatsCluster {
   restart(i: number): Promise<void>
   /** The index of the node that leads a stream (e.g. `KV_regatta-leader`), per the cluster. */
   streamLeader(stream: string): Promise<number>
+  /** The names of the clients connected to each running node (from its /connz). */
+  clients(): Promise<Record<string, string[]>>
   /** Waits until JetStream answers on every running node (meta leader elected). */
   waitReady(timeoutMs?: number): Promise<void>
   stop(): Promise<void>
@@ -44,8 +48,9 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
   for (let i = 0; i < size; i++) {
     const port = await freePort()
     const clusterPort = await freePort()
+    const monitorPort = await freePort()
     nodes.push({
-      name: `n${i + 1}`, port, clusterPort, url: `nats://127.0.0.1:${port}`,
+      name: `n${i + 1}`, port, clusterPort, monitorPort, url: `nats://127.0.0.1:${port}`,
       storeDir: await mkdtemp(join(tmpdir(), `regatta-nats-n${i + 1}-`)),
     })
   }
@@ -54,7 +59,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     const routes = nodes.filter((x) => x !== n).map((x) => `nats://127.0.0.1:${x.clusterPort}`).join(',')
     n.server = await spawnNatsServer({
       port: n.port, storeDir: n.storeDir,
-      args: ['--server_name', n.name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${n.clusterPort}`, '--routes', routes],
+      args: ['-m', String(n.monitorPort), '--server_name', n.name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${n.clusterPort}`, '--routes', routes],
     })
   }
   await Promise.all(nodes.map(launch))
@@ -91,6 +96,16 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
       } finally {
         await nc.close()
       }
+    },
+    async clients() {
+      const out: Record<string, string[]> = {}
+      for (const n of nodes) {
+        if (!n.server) continue
+        const res = await fetch(`http://127.0.0.1:${n.monitorPort}/connz?limit=1024`)
+        const body = await res.json() as { connections?: Array<{ name?: string }> }
+        out[n.name] = (body.connections ?? []).map((x) => x.name ?? '?')
+      }
+      return out
     },
     async waitReady(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs

@@ -9,7 +9,7 @@ import { dockerAvailable, ensureBusyboxImage, listContainersByLabel, removeConta
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 import { clusterState } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
-import { logsOnFailure, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -39,6 +39,7 @@ t.test('Checks that the tasks of an agent killed for good go UNREACHABLE, then G
   logsOnFailure(t, c)
   const agent = await c.startAgent({ containerizer: 'docker', resources: AGENT_RESOURCES })
   const fw = await c.framework()
+  diagnoseOnFailure(t, c, fw)
   // a framework that holds offers would starve the next test's framework
   t.teardown(() => fw.scheduler.teardown().catch(() => undefined))
   const offer = await fw.nextOffer((o) => o.agentId === agent.agentId)
@@ -78,6 +79,7 @@ t.test('Checks that a restarted agent recovers its running containers and each t
   logsOnFailure(t, c)
   const agent = await c.startAgent({ containerizer: 'docker', resources: AGENT_RESOURCES })
   const fw = await c.framework()
+  diagnoseOnFailure(t, c, fw)
   t.teardown(() => fw.scheduler.teardown().catch(() => undefined))
   const starts = await watchContainerStarts(fw.scheduler.frameworkId)
   t.teardown(() => starts.close())

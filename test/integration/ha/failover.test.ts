@@ -10,7 +10,7 @@ import { dockerAvailable, ensureBusyboxImage } from '../../helpers/docker.js'
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 import { clusterState, leaderOf } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
-import { logsOnFailure, startHaCluster, terminalsOf, updatesFullyAcknowledged, watchContainerStarts, type HaCluster } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, startHaCluster, terminalsOf, updatesFullyAcknowledged, watchContainerStarts, type HaCluster } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -52,6 +52,7 @@ t.test('Checks that one master leads and the standbys redirect the HTTP API to i
 t.test('Checks that after kill -9 of the leader a standby leads, running tasks finish and are acknowledged, and new offers come', async (t) => {
   logsOnFailure(t, c)
   const fw = await c.framework()
+  diagnoseOnFailure(t, c, fw)
   const starts = await watchContainerStarts(fw.scheduler.frameworkId)
   t.teardown(() => starts.close())
   const ids = ['ft-1', 'ft-2', 'ft-3']

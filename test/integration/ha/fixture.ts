@@ -12,7 +12,7 @@ import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from '../../../services/agen
 import { RecordingFramework } from '../../helpers/cluster.js'
 import { listContainersByLabel, removeContainersByLabel, testDocker } from '../../helpers/docker.js'
 import {
-  startAgentProcess, startMasterProcess, waitForLeader,
+  clusterState, startAgentProcess, startMasterProcess, waitForLeader,
   type AgentProcess, type AgentProcessOptions, type MasterProcess, type MasterProcessOptions,
 } from '../../helpers/processes.js'
 
@@ -198,6 +198,34 @@ export function logsOnFailure(t: TestLike, c: HaCluster, lines = 40): void {
         return `${typeof time === 'number' ? new Date(time).toISOString().slice(11, 23) : ''} ${String(level ?? '')} ${JSON.stringify(rest)}`
       })
       t.comment(`---- ${p.name} (pid ${p.pid}${p.hasExited ? ', exited' : ''}), last ${shown.length} log lines:\n${shown.join('\n')}`)
+    }
+  })
+}
+
+/**
+ * On a failing test, prints what the framework heard (task, state, reason, source), what the
+ * leader believes of the tasks, and where the update consumers stand.
+ */
+export function diagnoseOnFailure(t: TestLike, c: HaCluster, fw: RecordingFramework): void {
+  t.teardown(async () => {
+    if (t.passing()) return
+    const heard = fw.updates.map((u) => `${u.taskId}:${u.state}${u.reason ? `(${u.reason})` : ''}@${u.source ?? ''}`)
+    t.comment(`framework heard: ${heard.join(' ')}`)
+    t.comment(`framework events: ${fw.events.map((e) => e.type).join(' ')}`)
+    try {
+      const s = await clusterState(c.nc, 2_000)
+      t.comment(`leader ${s.leader?.id}/${s.leader?.epoch} tasks: ${s.tasks.map((x) => `${x.taskId}:${x.state}`).join(' ')}; agents: ${s.agents.map((a) => `${a.id}:${a.state}`).join(' ')}; offers: ${s.offers.length}`)
+    } catch (err) {
+      t.comment(`no state: ${(err as Error).message}`)
+    }
+    try {
+      const jsm = await c.nc.jetstreamManager()
+      for (const name of [Consumers.masterUpdates, Consumers.frameworkUpdates(fw.scheduler.frameworkId)]) {
+        const i = await jsm.consumers.info(Streams.updates, name)
+        t.comment(`consumer ${name}: pending ${i.num_pending}, ack pending ${i.num_ack_pending}, redelivered ${i.num_redelivered}, delivered ${i.delivered.stream_seq}, waiting pulls ${i.num_waiting}`)
+      }
+    } catch (err) {
+      t.comment(`no consumer info: ${(err as Error).message}`)
     }
   })
 }

@@ -13,7 +13,7 @@ import { dockerAvailable, ensureBusyboxImage } from '../../helpers/docker.js'
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 import { clusterState } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
-import { logsOnFailure, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -54,6 +54,7 @@ async function stateAnswers(ms = 700): Promise<string[]> {
 t.test('Checks that a leader paused past its lease and resumed does not act on its old epoch', async (t) => {
   logsOnFailure(t, c)
   const fw = await c.framework()
+  diagnoseOnFailure(t, c, fw)
   const starts = await watchContainerStarts(fw.scheduler.frameworkId)
   t.teardown(() => starts.close())
   await fw.nextOffer()
