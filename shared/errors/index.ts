@@ -17,6 +17,7 @@ export const ErrorCodes = {
   INVALID_CONFIG: 'a flag or environment variable has a bad value',
   CONTAINER_ERROR: 'the containerizer could not create, start or watch a container',
   IMAGE_PULL_FAILED: 'the image is not present locally and could not be pulled',
+  CHECKOUT_FAILED: 'the agent could not check the task\'s git commit out into its workspace',
   NOT_FOUND: 'no such HTTP route or resource',
   INTERNAL: 'an unexpected failure; the message says where',
 } as const

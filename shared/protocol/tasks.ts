@@ -34,6 +34,21 @@ export const ContainerInfo = Type.Object({
 })
 export type ContainerInfo = Static<typeof ContainerInfo>
 
+/**
+ * A git commit the agent checks out into the task's sandbox before the container starts
+ * (`<sandbox>/workspace`, mounted at /workspace and used as the working directory).
+ */
+export const Checkout = Type.Object({
+  /** Anything `git fetch` takes: https URL, or `file://` for a local repository. */
+  url: Type.String({ minLength: 1, maxLength: 2048 }),
+  sha: Type.String({ pattern: '^[0-9a-f]{7,64}$' }),
+  /** The ref to fetch when the remote refuses to hand out a bare sha (e.g. refs/heads/main). */
+  ref: Type.Optional(Type.String({ maxLength: 1024 })),
+  /** A token for private https repositories (sent as a header, never written to disk). */
+  token: Type.Optional(Type.String({ maxLength: 4096 })),
+})
+export type Checkout = Static<typeof Checkout>
+
 /** A task as a framework asks for it in ACCEPT/LAUNCH. */
 export const TaskSpec = Type.Object({
   taskId: Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9._:/@+-]+$' }),
@@ -45,6 +60,7 @@ export const TaskSpec = Type.Object({
   labels: Type.Optional(Type.Record(Type.String({ maxLength: 128 }), Type.String({ maxLength: 1024 }))),
   /** Stream the task's stdout/stderr to the framework on its output subject. */
   streamOutput: Type.Optional(Type.Boolean()),
+  checkout: Type.Optional(Checkout),
 })
 export type TaskSpec = Static<typeof TaskSpec>
 

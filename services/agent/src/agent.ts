@@ -4,7 +4,7 @@ import { randomUUID } from 'node:crypto'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { hostname as osHostname } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve, sep } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
 import {
   AgentCommand, AgentRegistered, HeartbeatReply, LeaderElected, Subjects, decode, encode, isTerminal,
@@ -16,6 +16,7 @@ import { systemClock, type Clock, type Timer } from '../../../shared/clock/index
 import type { Logger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
 import { CheckpointStore, type Checkpoint } from './checkpoint.js'
+import { WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from './checkout.js'
 import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './containerizer/labels.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
 
@@ -50,6 +51,15 @@ interface LiveTask {
 }
 
 const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u0000${taskId}`
+
+/** A mount source relative to the sandbox; one that climbs out of it is refused. */
+function insideSandbox(sandbox: string, rel: string): string {
+  const abs = resolve(sandbox, rel)
+  if (abs !== sandbox && !abs.startsWith(`${sandbox}${sep}`)) {
+    throw new RegattaError('INVALID_OPERATION', `mount source "${rel}" is outside the task's sandbox`)
+  }
+  return abs
+}
 
 export class Agent {
   id = ''
@@ -268,6 +278,19 @@ export class Agent {
       if (this.o.containerizer.kind === 'docker' && !image) {
         throw new RegattaError('CONTAINER_ERROR', 'the task names no image and the agent has no default image')
       }
+      const mounts = (info.container.mounts ?? []).map((m) => ({ ...m, source: insideSandbox(sandbox, m.source) }))
+      let workdir = info.container.workdir
+      if (info.checkout) {
+        const workspace = join(sandbox, WORKSPACE_DIR)
+        await checkoutCommit(workspace, info.checkout)
+        if (this.o.containerizer.kind === 'docker') {
+          mounts.push({ source: workspace, target: WORKSPACE_MOUNT })
+          workdir ??= WORKSPACE_MOUNT
+        } else {
+          workdir ??= workspace
+        }
+      }
+      if (t.killRequested) throw new RegattaError('CONTAINER_ERROR', 'killed before it started')
       const output = this.outputSink(t)
       t.container = await this.o.containerizer.launch({
         taskId: info.taskId,
@@ -281,22 +304,26 @@ export class Agent {
           REGATTA_AGENT_ID: this.id,
           ...info.container.env,
         },
-        ...(info.container.workdir ? { workdir: info.container.workdir } : {}),
+        ...(workdir ? { workdir } : {}),
         sandbox,
         network: info.container.network ?? 'none',
-        mounts: (info.container.mounts ?? []).map((m) => ({ ...m, source: join(sandbox, m.source) })),
+        mounts,
         cpus: scalar(info.resources, 'cpus') || undefined,
         memMb: scalar(info.resources, 'mem') || undefined,
         labels: { [LABEL_AGENT]: this.id, [LABEL_FRAMEWORK]: info.frameworkId, [LABEL_TASK]: info.taskId },
       }, output)
       this.update(t, 'RUNNING')
       log.debug({ containerId: t.container.id }, 'task running')
-      if (t.killRequested) void t.container.kill(t.killRequested.graceMs)
+      // a kill may have come while the container was starting (the narrowing above is stale)
+      const pendingKill = t.killRequested as LiveTask['killRequested']
+      if (pendingKill) void t.container.kill(pendingKill.graceMs)
       void t.container.exited.then((exit) => this.finish(t, exit))
     } catch (err) {
       const e = RegattaError.from(err, 'CONTAINER_ERROR')
       log.warn({ code: e.code, err: e.message }, 'task could not start')
-      this.update(t, 'FAILED', { reason: e.code === 'IMAGE_PULL_FAILED' ? 'IMAGE_PULL_FAILED' : 'CONTAINER_LAUNCH_FAILED', message: e.message })
+      const reason = e.code === 'IMAGE_PULL_FAILED' || e.code === 'CHECKOUT_FAILED' ? e.code : 'CONTAINER_LAUNCH_FAILED'
+      if (t.killRequested) this.update(t, 'KILLED', { reason: 'KILLED', message: 'killed before it started' })
+      else this.update(t, 'FAILED', { reason, message: e.message })
       this.cleanup(t)
     }
   }
