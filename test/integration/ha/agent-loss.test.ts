@@ -9,7 +9,7 @@ import { dockerAvailable, ensureBusyboxImage, listContainersByLabel, removeConta
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 import { clusterState } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
-import { diagnoseOnFailure, logsOnFailure, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, realTerminal, toldEndedWhileRunning, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -63,7 +63,7 @@ t.test('Checks that the tasks of an agent killed for good go UNREACHABLE, then G
   t.equal(seen.agents.find((a) => a.id === agent.agentId)?.state, 'unreachable', 'the master shows the agent unreachable')
 
   for (const id of ['lost-1', 'lost-2']) {
-    const end = await fw.terminal(id, 20_000)
+    const end = await realTerminal(fw, id, 20_000)
     t.equal(end.state, 'GONE', `${id} ends GONE (${end.reason ?? ''}: ${end.message ?? ''})`)
     t.same(fw.statesOf(id), ['STARTING', 'RUNNING', 'UNREACHABLE', 'GONE'], `${id}: RUNNING, UNREACHABLE, GONE, nothing else`)
     t.equal(terminalsOf(fw, id).length, 1, `${id}: one terminal update`)
@@ -95,10 +95,10 @@ t.test('Checks that a restarted agent recovers its running containers and each t
   t.equal(again.agentId, agent.agentId, 'the restarted agent has the same id (kept in its work dir)')
   t.equal(again.count('recovered a running task'), 2, 'it recovered both tasks')
 
-  const ok = await fw.terminal('rec-ok', 20_000)
+  const ok = await realTerminal(fw, 'rec-ok', 20_000)
   t.equal(ok.state, 'FINISHED', `rec-ok FINISHED${ok.message ? ` (${ok.message})` : ''}`)
   t.equal(ok.exitCode, 0)
-  const failed = await fw.terminal('rec-fail', 20_000)
+  const failed = await realTerminal(fw, 'rec-fail', 20_000)
   t.equal(failed.state, 'FAILED', 'rec-fail FAILED')
   t.equal(failed.exitCode, 3, 'with its own exit code')
   for (const id of ['rec-ok', 'rec-fail']) {
@@ -106,6 +106,7 @@ t.test('Checks that a restarted agent recovers its running containers and each t
     t.notOk(fw.statesOf(id).some((s) => s === 'LOST' || s === 'GONE' || s === 'KILLED'), `${id}: never LOST, GONE or KILLED`)
     t.equal(starts.startsOf(id), 1, `${id}: ran in one container, never relaunched`)
   }
+  t.same(toldEndedWhileRunning(fw), [], 'no running task was reported ended (reconciliation) while its agent restarted')
   await waitUntil('the recovered containers removed', async () => (await listContainersByLabel(LABEL_AGENT, agent.agentId)).length === 0, 10_000, 100)
   t.pass('the restarted agent removed the containers once they ended')
   const s = await clusterState(c.nc)

@@ -10,7 +10,7 @@ import { dockerAvailable, ensureBusyboxImage } from '../../helpers/docker.js'
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 import { clusterState, leaderOf } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
-import { diagnoseOnFailure, logsOnFailure, startHaCluster, terminalsOf, updatesFullyAcknowledged, watchContainerStarts, type HaCluster } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, realTerminal, toldEndedWhileRunning, startHaCluster, terminalsOf, updatesFullyAcknowledged, watchContainerStarts, type HaCluster } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -77,13 +77,14 @@ t.test('Checks that after kill -9 of the leader a standby leads, running tasks f
 
   // the tasks run on; their terminal updates come straight from the agent through JetStream
   for (const id of ids) {
-    const end = await fw.terminal(id, 30_000)
+    const end = await realTerminal(fw, id, 30_000)
     t.equal(end.state, 'FINISHED', `${id} FINISHED${end.message ? ` (${end.message})` : ''}`)
     t.equal(end.exitCode, 0)
     t.equal(terminalsOf(fw, id).length, 1, `${id}: exactly one terminal update`)
     t.notOk(fw.statesOf(id).some((s) => s === 'KILLED' || s === 'LOST' || s === 'UNREACHABLE' || s === 'GONE'), `${id}: never killed, lost or unreachable (${fw.statesOf(id).join(' ')})`)
     t.equal(starts.startsOf(id), 1, `${id}: its container started once`)
   }
+  t.same(toldEndedWhileRunning(fw), [], 'no running task was reported ended (reconciliation) after the failover')
   await waitUntil('every update acknowledged to JetStream', async () => {
     const q = await updatesFullyAcknowledged(c.nc, fw.scheduler.frameworkId)
     return q.pending === 0 && q.ackPending === 0
@@ -99,7 +100,7 @@ t.test('Checks that after kill -9 of the leader a standby leads, running tasks f
   if (subscribed?.type === 'SUBSCRIBED') t.equal(subscribed.masterId, after.master.id, 'the framework re-subscribed with the new leader')
   fw.offers = fw.offers.filter((o) => o.id !== fresh.id)
   await fw.scheduler.launch(fresh, [shellTask('ft-after', 'exit 0')], { refuseSeconds: 0 })
-  const end = await fw.terminal('ft-after', 30_000)
+  const end = await realTerminal(fw, 'ft-after', 30_000)
   t.equal(end.state, 'FINISHED', `a task launched through the new leader finishes${end.message ? ` (${end.message})` : ''}`)
 
   // the new leader rebuilt the tasks from the agent and freed their resources once they ended

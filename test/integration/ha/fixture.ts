@@ -39,6 +39,9 @@ export interface HaCluster {
   stop(): Promise<void>
 }
 
+/** When each event of a fixture framework arrived (ms since the epoch), by index in `fw.events`. */
+const arrivals = new WeakMap<RecordingFramework, number[]>()
+
 export async function startHaCluster(natsUrl: string, o: { agentDefaults?: AgentSettings } = {}): Promise<HaCluster> {
   const nc = await connectNats(natsUrl, 'ha-test', { reconnectTimeWait: 100 })
   const dirs: string[] = []
@@ -93,6 +96,13 @@ export async function startHaCluster(natsUrl: string, o: { agentDefaults?: Agent
       const fnc = await connectNats(natsUrl, 'ha-framework', { reconnectTimeWait: 100 })
       conns.push(fnc)
       const fw = new RecordingFramework(fnc, { name: 'ha-test', roles: ['*'], failoverTimeoutMs: 120_000, ...info })
+      const times: number[] = []
+      arrivals.set(fw, times)
+      const push = fw.events.push.bind(fw.events)
+      fw.events.push = (...items) => {
+        for (let i = 0; i < items.length; i++) times.push(Date.now())
+        return push(...items)
+      }
       await fw.start()
       frameworks.push(fw)
       return fw
@@ -209,9 +219,13 @@ export function logsOnFailure(t: TestLike, c: HaCluster, lines = 40): void {
 export function diagnoseOnFailure(t: TestLike, c: HaCluster, fw: RecordingFramework): void {
   t.teardown(async () => {
     if (t.passing()) return
-    const heard = fw.updates.map((u) => `${u.taskId}:${u.state}${u.reason ? `(${u.reason})` : ''}@${u.source ?? ''}`)
-    t.comment(`framework heard: ${heard.join(' ')}`)
-    t.comment(`framework events: ${fw.events.map((e) => e.type).join(' ')}`)
+    const times = arrivals.get(fw) ?? []
+    const clock = (ms: number | undefined): string => (ms ? new Date(ms).toISOString().slice(11, 23) : '?')
+    const heard = fw.events.flatMap((e, i) => (e.type === 'UPDATE'
+      ? [`${clock(times[i])} ${e.status.taskId}:${e.status.state}${e.status.reason ? `(${e.status.reason})` : ''}@${e.status.source ?? ''} sent ${clock(e.status.timestamp)}`]
+      : []))
+    t.comment(`framework heard (arrival, task:state(reason)@source, sent):\n${heard.join('\n')}`)
+    t.comment(`framework events: ${fw.events.map((e, i) => `${clock(times[i])} ${e.type}`).join(', ')}`)
     try {
       const s = await clusterState(c.nc, 2_000)
       t.comment(`leader ${s.leader?.id}/${s.leader?.epoch} tasks: ${s.tasks.map((x) => `${x.taskId}:${x.state}`).join(' ')}; agents: ${s.agents.map((a) => `${a.id}:${a.state}`).join(' ')}; offers: ${s.offers.length}`)
@@ -228,6 +242,27 @@ export function diagnoseOnFailure(t: TestLike, c: HaCluster, fw: RecordingFramew
       t.comment(`no consumer info: ${(err as Error).message}`)
     }
   })
+}
+
+/** The real (not reconciliation) terminal update of a task: the one its agent or master sent with a uuid. */
+export function realTerminal(fw: RecordingFramework, taskId: string, timeoutMs = 30_000): Promise<TaskStatus> {
+  return fw.waitFor(`task ${taskId} to end`, () => fw.updates.find((u) => u.taskId === taskId && isTerminal(u.state) && u.uuid !== undefined), timeoutMs)
+}
+
+/**
+ * Tasks the framework was told had ended (a reconciliation answer LOST, GONE...) and that then
+ * turned out to run: a later STARTING, RUNNING, FINISHED, FAILED or KILLED from the agent. A
+ * framework that believes the first answer launches the task again: it runs twice.
+ */
+export function toldEndedWhileRunning(fw: RecordingFramework): string[] {
+  const out: string[] = []
+  const ranStates = new Set(['STARTING', 'RUNNING', 'FINISHED', 'FAILED', 'KILLED'])
+  fw.updates.forEach((u, i) => {
+    if (u.reason !== 'RECONCILIATION' || u.uuid !== undefined || !isTerminal(u.state)) return
+    const later = fw.updates.slice(i + 1).find((x) => x.taskId === u.taskId && x.uuid !== undefined && ranStates.has(x.state))
+    if (later) out.push(`${u.taskId}: told ${u.state} (${u.message ?? ''}) by reconciliation, then ${later.state} from the ${later.source ?? '?'}`)
+  })
+  return out
 }
 
 /** Milliseconds since `from`, for messages. */

@@ -11,7 +11,7 @@ import { dockerAvailable, ensureBusyboxImage } from '../../helpers/docker.js'
 import { startNatsServer } from '../../helpers/nats-server.js'
 import { startNatsCluster } from '../../helpers/nats-cluster.js'
 import { waitForLeader } from '../../helpers/processes.js'
-import { diagnoseOnFailure, logsOnFailure, startHaCluster, terminalsOf } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, realTerminal, toldEndedWhileRunning, startHaCluster, terminalsOf } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -87,10 +87,11 @@ t.test('Checks that masters, agent and framework carry on after the nats-server 
   await agent.waitForLog((l) => l.msg === 'registered with the master' && Number(l.epoch) >= after.epoch, 20_000)
   t.ok(agent.count('registered with the master') > registrations, 'the agent re-registered with the leader')
 
-  const through = await fw.terminal('through-outage', 30_000)
+  const through = await realTerminal(fw, 'through-outage', 30_000)
   t.equal(through.state, 'FINISHED', `the task that ran through the outage FINISHED${through.message ? ` (${through.message})` : ''}`)
   t.equal(terminalsOf(fw, 'through-outage').length, 1, 'and was reported once')
   t.comment(`its FINISHED arrived ${Date.now() - restartedAt} ms after the restart`)
+  t.same(toldEndedWhileRunning(fw), [], 'no running task was reported ended (reconciliation) after the restart')
 
   fw.offers = []
   const { end, attempts } = await launchUntilItRuns(fw, 'after-restart', 'exit 0', 40_000)
@@ -135,9 +136,10 @@ t.test('Checks that with replicas 3 on a 3-node NATS cluster, killing one node d
   t.equal(end.state, 'FINISHED', `a task launched after the node died FINISHED (attempts: ${attempts.join(', ')})`)
   t.equal(terminalsOf(fw, end.taskId).length, 1, 'reported once')
   t.comment(`${end.taskId} ended ${Date.now() - killedAt} ms after the kill`)
-  const through = await fw.terminal('through-kill', 30_000)
+  const through = await realTerminal(fw, 'through-kill', 30_000)
   t.equal(through.state, 'FINISHED', 'the task running when the node died FINISHED')
   t.equal(terminalsOf(fw, 'through-kill').length, 1, 'and was reported once')
+  t.same(toldEndedWhileRunning(fw), [], 'no running task was reported ended (reconciliation) after the node died')
   const leader = await waitForLeader(c.nc, () => true, 20_000)
   t.ok(leader.id, `a master leads (${leader.id}, epoch ${leader.epoch})`)
   const failed = fw.updates.filter((u) => u.taskId.startsWith('after-kill') && u.reason !== 'RECONCILIATION' && isTerminal(u.state) && !['FINISHED', 'DROPPED', 'LOST'].includes(u.state))
