@@ -9,7 +9,7 @@ import { dockerAvailable, ensureBusyboxImage, listContainersByLabel, removeConta
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 import { clusterState } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
-import { diagnoseOnFailure, logsOnFailure, realTerminal, toldEndedWhileRunning, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, realTerminal, contradictedReconciliation, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -106,7 +106,7 @@ t.test('Checks that a restarted agent recovers its running containers and each t
     t.notOk(fw.statesOf(id).some((s) => s === 'LOST' || s === 'GONE' || s === 'KILLED'), `${id}: never LOST, GONE or KILLED`)
     t.equal(starts.startsOf(id), 1, `${id}: ran in one container, never relaunched`)
   }
-  t.same(toldEndedWhileRunning(fw), [], 'no running task was reported ended (reconciliation) while its agent restarted')
+  t.same(contradictedReconciliation(fw), [], 'no reconciliation answer said a task that ran was LOST')
   await waitUntil('the recovered containers removed', async () => (await listContainersByLabel(LABEL_AGENT, agent.agentId)).length === 0, 10_000, 100)
   t.pass('the restarted agent removed the containers once they ended')
   const s = await clusterState(c.nc)

@@ -214,11 +214,11 @@ export function logsOnFailure(t: TestLike, c: HaCluster, lines = 40): void {
 
 /**
  * On a failing test, prints what the framework heard (task, state, reason, source), what the
- * leader believes of the tasks, and where the update consumers stand.
+ * leader believes of the tasks, and where the update consumers stand (always with HA_LOGS=all).
  */
 export function diagnoseOnFailure(t: TestLike, c: HaCluster, fw: RecordingFramework): void {
   t.teardown(async () => {
-    if (t.passing()) return
+    if (t.passing() && process.env.HA_LOGS !== 'all') return
     const times = arrivals.get(fw) ?? []
     const clock = (ms: number | undefined): string => (ms ? new Date(ms).toISOString().slice(11, 23) : '?')
     const heard = fw.events.flatMap((e, i) => (e.type === 'UPDATE'
@@ -250,11 +250,11 @@ export function realTerminal(fw: RecordingFramework, taskId: string, timeoutMs =
 }
 
 /**
- * Tasks the framework was told had ended (a reconciliation answer LOST, GONE...) and that then
- * turned out to run: a later STARTING, RUNNING, FINISHED, FAILED or KILLED from the agent. A
- * framework that believes the first answer launches the task again: it runs twice.
+ * Tasks the framework was told had ended without running (a reconciliation answer LOST,
+ * GONE...) and that in fact ran: a later STARTING, RUNNING, FINISHED, FAILED or KILLED from the
+ * agent. A framework that believes the first answer launches the task again: it runs twice.
  */
-export function toldEndedWhileRunning(fw: RecordingFramework): string[] {
+export function contradictedReconciliation(fw: RecordingFramework): string[] {
   const out: string[] = []
   const ranStates = new Set(['STARTING', 'RUNNING', 'FINISHED', 'FAILED', 'KILLED'])
   fw.updates.forEach((u, i) => {
@@ -263,6 +263,14 @@ export function toldEndedWhileRunning(fw: RecordingFramework): string[] {
     if (later) out.push(`${u.taskId}: told ${u.state} (${u.message ?? ''}) by reconciliation, then ${later.state} from the ${later.source ?? '?'}`)
   })
   return out
+}
+
+/** For each real update a fixture framework heard: how long after it was sent it arrived. */
+export function deliveryLags(fw: RecordingFramework): Array<{ taskId: string; state: string; lagMs: number }> {
+  const times = arrivals.get(fw) ?? []
+  return fw.events.flatMap((e, i) => (e.type === 'UPDATE' && e.status.uuid !== undefined && times[i] !== undefined
+    ? [{ taskId: e.status.taskId, state: e.status.state, lagMs: times[i]! - e.status.timestamp }]
+    : []))
 }
 
 /** Milliseconds since `from`, for messages. */

@@ -13,7 +13,7 @@ import { dockerAvailable, ensureBusyboxImage } from '../../helpers/docker.js'
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 import { clusterState } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
-import { diagnoseOnFailure, logsOnFailure, realTerminal, toldEndedWhileRunning, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
+import { diagnoseOnFailure, logsOnFailure, realTerminal, contradictedReconciliation, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
 
 if (!(await dockerAvailable())) {
   t.fail('no Docker engine answers: `npm test` starts one (deploy/dev/setup.sh)')
@@ -124,7 +124,7 @@ t.test('Checks that a leader paused past its lease and resumed does not act on i
   t.equal(end.state, 'FINISHED', `sb-1 FINISHED${end.message ? ` (${end.message})` : ''}`)
   t.equal(terminalsOf(fw, 'sb-1').length, 1, `exactly one terminal update for sb-1 (states: ${fw.statesOf('sb-1').join(' ')})`)
   t.equal(starts.startsOf('sb-1'), 1, 'sb-1 ran in one container')
-  t.same(toldEndedWhileRunning(fw), [], 'no running task was reported ended (reconciliation)')
+  t.same(contradictedReconciliation(fw), [], 'no reconciliation answer said a task that ran was LOST')
   t.equal(starts.startsOf('sb-stale'), 0, 'the LAUNCH with the old epoch never started a container')
   t.same(fw.statesOf('sb-stale'), [], 'and the framework heard nothing of it')
 
