@@ -20,8 +20,12 @@ if (!(await dockerAvailable())) {
 await ensureBusyboxImage()
 
 const AGENT_RESOURCES = 'cpus:2;mem:2048;disk:10000;ports:[31000-31100]'
-/** A replicated stream is unavailable ~5 s while it elects a leader; agents retry storing meanwhile. */
-const MAX_DELIVERY_LAG_MS = 10_000
+/**
+ * A replicated stream is unavailable ~5 s while it elects a leader; agents retry storing with a
+ * doubling backoff meanwhile (up to ~3 s between tries). A consumer that stalls until its pull
+ * expires (~30 s) is what this bound catches.
+ */
+const MAX_DELIVERY_LAG_MS = 15_000
 
 /**
  * Launches a task as a framework would through a failover: on an offer it holds or gets; when
