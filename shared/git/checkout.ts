@@ -1,7 +1,7 @@
 // Checks a git commit out into a directory: the agent for a task's workspace, the CI service to
-// read a commit's pipeline files. The token of a private repository goes to git as an HTTP header
-// a private repository goes to git as an HTTP header on the command line of this one call,
-// never into the URL, the repository's config or the logs.
+// read a commit's pipeline files. The token of a private repository goes to git as an HTTP
+// header on the command line of this one call, never into the URL, the repository's config or
+// the logs.
 import { spawn } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
 import type { Checkout } from '../protocol/index.js'
