@@ -210,7 +210,7 @@ t.test('Checks that 100 tasks through two leader kills and an agent restart each
   const twoEnds = [...fw.attempts.values()].filter((a) => a.terminalUuids.size > 1 || a.terminalStates.size > 1)
   t.same(twoEnds.map((a) => `${a.id}: ${a.heard.join(' ')}`), [], 'every attempt ended in exactly one terminal state')
   const relaunched = [...fw.attempts.values()].filter((a) => a.closed && a.closed !== 'FINISHED')
-  t.comment(`relaunched after: ${relaunched.map((a) => `${a.id} ${a.heard.join(' ')}`).join('; ') || 'none'}`)
+  t.comment(`attempts that ended otherwise than FINISHED: ${relaunched.map((a) => `${a.id} ${a.heard.join(' ')}`).join('; ') || 'none'}`)
   const ranTwice = logical.filter((l) => {
     const n = [...fw.attempts.values()].filter((a) => a.logical === l.id).reduce((sum, a) => sum + starts.startsOf(a.id), 0)
     return n !== 1
