@@ -23,6 +23,8 @@ export const ErrorCodes = {
   IMAGE_PULL_FAILED: 'the image is not present locally and could not be pulled',
   CHECKOUT_FAILED: 'the agent could not check the task\'s git commit out into its workspace',
   NOT_FOUND: 'no such HTTP route or resource',
+  INVALID_PIPELINE: 'a pipeline file (.regatta/*.yml) is not valid; the message lists each error as file:line:column',
+  INVALID_EXPRESSION: 'a ${{ }} expression could not be parsed or evaluated; the message gives its column',
   INTERNAL: 'an unexpected failure; the message says where',
 } as const
 

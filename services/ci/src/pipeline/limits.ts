@@ -1,0 +1,47 @@
+// The bounds on pipeline files and expressions (documented in pipelines/README.md): a file
+// from any repository must not be able to exhaust the CI service's memory, stack or time.
+
+export const LIMITS = {
+  /** Bytes of one pipeline file. */
+  fileBytes: 256 * 1024,
+  /** Pipeline files in one repository (one run). */
+  files: 100,
+  /** Jobs declared in one pipeline. */
+  jobs: 256,
+  /** Concrete jobs of one matrix job, after include/exclude. */
+  matrixCombinations: 256,
+  /** Concrete jobs of one pipeline, after matrix expansion. */
+  plannedJobs: 1024,
+  /** Steps of one job. */
+  steps: 256,
+  /** Sidecar services of one job. */
+  services: 10,
+  /** Nesting of YAML collections (maps and lists inside each other). */
+  depth: 32,
+  /** Nesting of flow collections ([ and {) seen before the YAML parser runs. */
+  flowDepth: 64,
+  /** Aliases (*name) a file may expand, against alias bombs ("billion laughs"). */
+  aliases: 100,
+  /** Characters of one expression (the inside of ${{ }}, or an `if`). */
+  expressionLength: 4096,
+  /** Nesting of an expression (parentheses, !, function calls, index brackets). */
+  expressionDepth: 32,
+  /** Characters of any string an expression produces. */
+  expressionResult: 1024 * 1024,
+  /** Cron schedules of one pipeline. */
+  schedules: 10,
+  /** Job timeout bounds. */
+  minTimeoutMs: 1000,
+  maxTimeoutMs: 24 * 3600 * 1000,
+} as const
+
+export const DEFAULTS = {
+  cpus: 1,
+  mem: 1024,
+  timeoutMs: 60 * 60 * 1000,
+  retries: 0,
+  priority: 50,
+  revocable: false,
+  /** A job without `if` runs when every job it needs succeeded. */
+  if: 'success()',
+} as const
