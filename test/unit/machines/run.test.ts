@@ -89,8 +89,8 @@ t.test('Checks that the ifHolds guard is asked with the job, its expression and 
   h.complete('a', 1)
   // b has no if: it is skipped without asking; c (after b's skip) and d are asked, in job order.
   t.same(asked, [
-    { jobId: 'c', ifExpr: 'custom', success: false, failure: true, cancelled: false },
-    { jobId: 'd', ifExpr: 'custom', success: false, failure: true, cancelled: false },
+    { jobId: 'c', ifExpr: 'custom', success: false, failure: true, cancelled: false, runId: 'run-1' },
+    { jobId: 'd', ifExpr: 'custom', success: false, failure: true, cancelled: false, runId: 'run-1' },
   ], 'failure() is true for c through b, which it does not need directly')
 })
 

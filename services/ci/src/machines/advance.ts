@@ -64,6 +64,8 @@ export type RunEvent =
 
 /** What the `ifHolds` guard is asked: the job's `if` and GitHub's status functions' values. */
 export interface IfCheck {
+  /** The run the job belongs to (one `ifHolds` serves every run). */
+  runId?: string
   jobId: string
   ifExpr: string
   /** `success()`: every need succeeded. */
@@ -202,6 +204,8 @@ class Batch {
  * the machine's `advance` action turns the result into an assign, actions and timers.
  */
 export function advanceRun(context: RunContext, event: RunEvent, ifHolds: (c: IfCheck) => boolean): RunAdvance {
+  const guard = ifHolds
+  ifHolds = (c) => guard({ ...c, runId: context.runId })
   const batch = new Batch(context)
   const notEnded = context.order.filter((id) => !FINAL_JOB_STATES.has(batch.state(id)))
   switch (event.type) {

@@ -1,0 +1,150 @@
+// The CI service's HTTP interface: the GitHub webhook, the runs API (with a job's log as text
+// or followed as server-sent events), manual triggers, cancel and rerun, health and metrics.
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Type } from '@sinclair/typebox'
+import { Registry, Counter, collectDefaultMetrics } from 'prom-client'
+import type { NatsConnection } from 'nats'
+import { RegattaError, type ErrorCode } from '../../../shared/errors/index.js'
+import type { Logger } from '../../../shared/log/index.js'
+import { webhookRoutes, type DeliveryLog } from './github/index.js'
+import type { CiService } from './service.js'
+import { runView } from './views.js'
+import { taskOutput, taskOutputText } from './logs.js'
+import { CI_FRAMEWORK_ID } from './service.js'
+import { manualTrigger } from './manual.js'
+
+export interface CiHttpOptions {
+  service: CiService
+  nc: NatsConnection
+  logger: Logger
+  webhookSecret: string | undefined
+  deliveries: DeliveryLog
+  /** The runs web UI (HTML) at `/`, when given. */
+  page?: () => string
+}
+
+const STATUS: Partial<Record<ErrorCode, number>> = {
+  INVALID_MESSAGE: 400, INVALID_CONFIG: 400, INVALID_OPERATION: 409, NOT_FOUND: 404, CHECKOUT_FAILED: 422,
+}
+
+export function createCiHttp(o: CiHttpOptions): FastifyInstance {
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 })
+  const metrics = new Registry()
+  collectDefaultMetrics({ register: metrics, prefix: 'regatta_ci_' })
+  const triggers = new Counter({ name: 'regatta_ci_runs_created_total', help: 'runs created, by trigger kind', labelNames: ['kind'], registers: [metrics] })
+
+  app.setErrorHandler((err: unknown, _req, reply) => {
+    const validation = (err as { validation?: unknown }).validation !== undefined
+    const e = err instanceof RegattaError ? err : validation ? new RegattaError('INVALID_MESSAGE', (err as Error).message) : RegattaError.from(err)
+    if (!(err instanceof RegattaError) && !validation) o.logger.error({ err }, 'request failed')
+    void reply.code(STATUS[e.code] ?? 500).send({ error: e.toWire() })
+  })
+  app.setNotFoundHandler((req, reply) => {
+    void reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } })
+  })
+
+  void app.register(webhookRoutes, {
+    secret: o.webhookSecret,
+    logger: o.logger,
+    seen: o.deliveries,
+    onTrigger: async (t) => {
+      triggers.inc({ kind: t.kind })
+      await o.service.trigger(t)
+    },
+  })
+
+  app.get('/health', async () => ({ status: 'ok' }))
+  app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()))
+
+  app.get('/api/v1/runs', {
+    schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) },
+  }, async (req) => {
+    const { limit } = req.query as { limit?: number }
+    return { runs: (await o.service.list(limit ?? 100)).map(runView) }
+  })
+
+  app.get('/api/v1/runs/:id', async (req) => {
+    const { id } = req.params as { id: string }
+    const doc = await o.service.get(id)
+    if (!doc) throw new RegattaError('NOT_FOUND', `no run ${id}`)
+    return runView(doc)
+  })
+
+  app.post('/api/v1/runs', {
+    schema: {
+      body: Type.Object({
+        repo: Type.String({ minLength: 1, maxLength: 2048, description: 'clone URL' }),
+        ref: Type.String({ minLength: 1, maxLength: 1024 }),
+        sha: Type.Optional(Type.String({ pattern: '^[0-9a-f]{40}$' })),
+      }),
+    },
+  }, async (req, reply) => {
+    const body = req.body as { repo: string; ref: string; sha?: string }
+    const doc = await o.service.trigger(await manualTrigger(body.repo, body.ref, body.sha))
+    triggers.inc({ kind: 'manual' })
+    return reply.code(201).send(runView(doc))
+  })
+
+  app.post('/api/v1/runs/:id/cancel', async (req) => runView(await o.service.cancel((req.params as { id: string }).id)))
+  app.post('/api/v1/runs/:id/rerun', async (req, reply) => reply.code(201).send(runView(await o.service.rerun((req.params as { id: string }).id))))
+
+  app.get('/api/v1/runs/:id/jobs/:job/log', async (req, reply) => {
+    const { id, job } = req.params as { id: string; job: string }
+    const doc = await o.service.get(id)
+    if (!doc || !doc.machine.snapshot.context.jobs[job]) throw new RegattaError('NOT_FOUND', `no job ${job} in run ${id}`)
+    const taskIds = await o.service.jobTasks(id, job)
+    if (!(req.headers.accept ?? '').includes('text/event-stream')) {
+      let text = ''
+      for (const [i, taskId] of taskIds.entries()) {
+        if (taskIds.length > 1) text += `::regatta attempt ${i + 1}\n`
+        text += await taskOutputText(o.nc, CI_FRAMEWORK_ID, taskId)
+      }
+      return reply.type('text/plain; charset=utf-8').send(text)
+    }
+    // live: what was written so far, then what comes, until the job ends
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
+    const ac = new AbortController()
+    req.raw.on('close', () => ac.abort())
+    const send = (event: string, data: unknown): void => { res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) }
+    const watch = setInterval(() => {
+      void o.service.get(id).then((d) => {
+        const state = d?.machine.snapshot.context.jobs[job]
+        const name = state ? Object.keys(typeof state.value === 'string' ? { [state.value]: 1 } : state.value as object)[0] : undefined
+        if (name && ['succeeded', 'failed', 'cancelled', 'timedOut', 'skipped'].includes(name)) {
+          // let the last output arrive, then end
+          setTimeout(() => ac.abort(), 500)
+          clearInterval(watch)
+        }
+      })
+    }, 500)
+    try {
+      let seen = 0
+      for (;;) {
+        const ids = await o.service.jobTasks(id, job)
+        for (const taskId of ids.slice(seen)) {
+          seen++
+          for await (const chunk of taskOutput(o.nc, CI_FRAMEWORK_ID, taskId, { follow: seen === ids.length, signal: ac.signal })) {
+            send('output', { stream: chunk.stream, data: chunk.data })
+          }
+        }
+        if (ac.signal.aborted) break
+        await new Promise((r) => setTimeout(r, 250))
+      }
+    } catch (err) {
+      o.logger.warn({ err: (err as Error).message }, 'log stream ended')
+    } finally {
+      clearInterval(watch)
+      send('end', { runId: id, job })
+      res.end()
+    }
+  })
+
+  if (o.page) {
+    const page = o.page
+    app.get('/', async (_req, reply) => reply.type('text/html; charset=utf-8').send(page()))
+    app.get('/runs/:id', async (_req, reply) => reply.type('text/html; charset=utf-8').send(page()))
+  }
+  return app
+}

@@ -1,0 +1,95 @@
+// Entry of `regatta ci`: reads the environment (REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN,
+// REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL), connects to NATS, wires the service and its HTTP API.
+import type { KV, NatsConnection } from 'nats'
+import { connectNats } from '../../../shared/nats/index.js'
+import { createLogger, type Logger } from '../../../shared/log/index.js'
+import type { HostPort } from '../../../shared/config/index.js'
+import { StatusReporter, type DeliveryLog } from './github/index.js'
+import { CiService } from './service.js'
+import { createCiHttp } from './http.js'
+
+export const DELIVERIES_BUCKET = 'regatta-deliveries'
+
+/** Webhook deliveries seen, in NATS KV for a day: a redelivery after a restart is still known. */
+export class KvDeliveryLog implements DeliveryLog {
+  private constructor(private readonly kv: KV) {}
+
+  static async open(nc: NatsConnection, replicas = 1): Promise<KvDeliveryLog> {
+    return new KvDeliveryLog(await nc.jetstream().views.kv(DELIVERIES_BUCKET, { ttl: 24 * 3600_000, history: 1, replicas }))
+  }
+
+  async seen(id: string): Promise<boolean> {
+    const key = id.replace(/[^A-Za-z0-9_=-]/g, '_').slice(0, 200) || '_'
+    try {
+      await this.kv.create(key, new Uint8Array([1]))
+      return false
+    } catch (err) {
+      if (/wrong last sequence|exists/i.test((err as Error).message)) return true
+      throw err
+    }
+  }
+
+  async forget(id: string): Promise<void> {
+    await this.kv.delete(id.replace(/[^A-Za-z0-9_=-]/g, '_').slice(0, 200) || '_')
+  }
+}
+
+export interface CiRunOptions {
+  natsUrl: string
+  http: HostPort
+  webhookSecret?: string
+  githubToken?: string
+  githubApiUrl?: string
+  publicUrl?: string
+  replicas?: number
+  logger?: Logger
+  page?: () => string
+}
+
+export interface RunningCi {
+  service: CiService
+  url: string
+  stop(): Promise<void>
+}
+
+export async function runCi(o: CiRunOptions): Promise<RunningCi> {
+  const logger = o.logger ?? createLogger('ci')
+  const nc = await connectNats(o.natsUrl, 'regatta-ci')
+  const statuses = new StatusReporter({
+    logger, ...(o.githubToken ? { token: o.githubToken } : {}), ...(o.githubApiUrl ? { baseUrl: o.githubApiUrl } : {}),
+  })
+  const service = new CiService({
+    nc, logger, statuses, ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
+    ...(o.replicas ? { replicas: o.replicas } : {}),
+  })
+  await service.start()
+  const deliveries = await KvDeliveryLog.open(nc, o.replicas)
+  if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
+  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, ...(o.page ? { page: o.page } : {}) })
+  await app.listen({ host: o.http.host, port: o.http.port })
+  const addr = app.server.address()
+  const port = typeof addr === 'object' && addr ? addr.port : o.http.port
+  const url = `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${port}`
+  logger.info({ url }, 'CI service listening')
+  return {
+    service,
+    url,
+    async stop() {
+      await app.close()
+      await service.stop()
+      await statuses.flush(2_000).catch(() => false)
+      await statuses.close()
+      await nc.drain().catch(() => undefined)
+    },
+  }
+}
+
+/** The service's settings from its environment, as DESIGN.md lists them. */
+export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl'> {
+  return {
+    ...(env.REGATTA_WEBHOOK_SECRET ? { webhookSecret: env.REGATTA_WEBHOOK_SECRET } : {}),
+    ...(env.REGATTA_GITHUB_TOKEN ? { githubToken: env.REGATTA_GITHUB_TOKEN } : {}),
+    ...(env.REGATTA_GITHUB_API_URL ? { githubApiUrl: env.REGATTA_GITHUB_API_URL } : {}),
+    ...(env.REGATTA_PUBLIC_URL ? { publicUrl: env.REGATTA_PUBLIC_URL } : {}),
+  }
+}

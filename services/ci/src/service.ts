@@ -1,0 +1,399 @@
+// The CI service: a framework on the cluster core. A trigger (webhook, manual, schedule) is
+// planned from the commit's pipeline files into a run; the run and job state machines decide;
+// this module applies their effects: jobs placed on offers as tasks, task updates fed back,
+// commit statuses reported, every run persisted in NATS KV so that a restarted service resumes.
+import { randomBytes } from 'node:crypto'
+import type { KV, NatsConnection } from 'nats'
+import type { Actor } from 'xstate'
+import { isTerminal, type Offer, type TaskStatus } from '../../../shared/protocol/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
+import { Scheduler } from '../../../shared/scheduler/index.js'
+import type { Logger } from '../../../shared/log/index.js'
+import { systemClock, type Clock } from '../../../shared/clock/index.js'
+import {
+  FINAL_RUN_STATES, activeTasks, checkpointer, createRunMachine, jobStateName, parseRun, persistRun, resumeRun,
+  type Checkpointer, type JobTaskEvent, type PersistedRun, type RunMachine,
+} from './machines/index.js'
+import { evaluateCondition, formatPipelineError, githubContext, planRun, sortPipelineErrors, type PlannedJob } from './pipeline/index.js'
+import type { StatusReporter } from './github/index.js'
+import { placeJobs, type WaitingJob } from './placement.js'
+import { taskIdFor, taskSpecFor } from './task-spec.js'
+import { withCommit } from './repo.js'
+import type { Trigger } from './trigger.js'
+
+export const RUNS_BUCKET = 'regatta-runs'
+export const CI_FRAMEWORK_ID = 'regatta-ci'
+export const CI_ROLES = ['ci/push', 'ci/tag', 'ci/pull_request', 'ci/schedule', 'ci/manual']
+
+/** What the service keeps about a run besides its machine. */
+export interface RunMeta {
+  runId: string
+  trigger: Trigger
+  createdAt: number
+  /** Planned jobs by id (empty when planning failed). */
+  jobs: Record<string, PlannedJob>
+  /** file:line:column errors of an invalid pipeline. */
+  error?: string
+  /** A newer run of the same branch or pull request cancelled this one. */
+  supersededBy?: string
+}
+
+export interface RunDocument {
+  meta: RunMeta
+  machine: PersistedRun
+}
+
+export interface CiOptions {
+  nc: NatsConnection
+  logger: Logger
+  statuses?: StatusReporter
+  /** Base of the links in commit statuses (REGATTA_PUBLIC_URL). */
+  publicUrl?: string
+  githubToken?: string
+  /** A newer push to a branch (or pull request) cancels its older runs. */
+  cancelSuperseded?: boolean
+  clock?: Clock
+  replicas?: number
+}
+
+interface LiveRun {
+  meta: RunMeta
+  actor: Actor<RunMachine>
+}
+
+const roleOf = (t: Trigger): string => `ci/${t.kind}`
+const waitKey = (runId: string, jobId: string): string => `${runId}\u0000${jobId}`
+
+export function newRunId(now: number): string {
+  return `r${now.toString(36)}${randomBytes(3).toString('hex')}`
+}
+
+export class CiService {
+  readonly scheduler: Scheduler
+  private readonly nc: NatsConnection
+  private readonly log: Logger
+  private readonly clock: Clock
+  private kv?: KV
+  private readonly runs = new Map<string, LiveRun>()
+  private readonly waiting = new Map<string, { runId: string; jobId: string; attempt: number; since: number }>()
+  private readonly tasks = new Map<string, { runId: string; jobId: string }>()
+  private readonly machine: RunMachine
+  private readonly saved: Checkpointer
+  /** The roles offers are wanted for, as last told to the master (sorted, comma-joined). */
+  private wantedRoles: string | undefined
+
+  constructor(private readonly o: CiOptions) {
+    this.nc = o.nc
+    this.log = o.logger
+    this.clock = o.clock ?? systemClock
+    this.saved = checkpointer((run) => this.store(run), (err, runId) => this.log.error({ err, runId }, 'cannot store a run'))
+    this.machine = createRunMachine({
+      requestPlacement: ({ runId, jobId, attempt }) => {
+        this.waiting.set(waitKey(runId, jobId), { runId, jobId, attempt, since: this.clock.now() })
+        this.wantOffers()
+      },
+      withdrawPlacement: ({ runId, jobId }) => {
+        this.waiting.delete(waitKey(runId, jobId))
+        this.wantOffers()
+      },
+      killTask: ({ taskId }) => {
+        this.scheduler.kill(taskId).catch((err: Error) => this.log.warn({ err: err.message, taskId }, 'kill failed'))
+      },
+      reportStatus: ({ runId, jobId, status, description }) => {
+        const run = this.runs.get(runId)
+        const job = run?.meta.jobs[jobId]
+        if (!run || !job) return
+        this.reportStatus(run.meta, job.context, status, description)
+      },
+      reportRun: ({ runId, state, description }) => this.log.info({ runId, state }, description),
+      persist: (p, run) => this.saved.persist(p, run),
+      ifHolds: ({ runId, jobId, ifExpr, success, failure, cancelled }) => {
+        const run = runId === undefined ? undefined : this.runs.get(runId)
+        const job = run?.meta.jobs[jobId]
+        if (!run || !job) return false
+        try {
+          return evaluateCondition(ifExpr ?? job.if, {
+            github: githubContext(run.meta.trigger, runId), matrix: job.matrix, env: job.env, status: { success, failure, cancelled },
+          })
+        } catch (err) {
+          this.log.warn({ runId, jobId, err: (err as Error).message }, 'the job\'s if condition failed; skipping it')
+          return false
+        }
+      },
+    } as Parameters<typeof createRunMachine>[0])
+    this.scheduler = new Scheduler({
+      nc: o.nc,
+      framework: { id: CI_FRAMEWORK_ID, name: 'regatta-ci', roles: CI_ROLES, revocable: true, failoverTimeoutMs: 3_600_000 },
+      logger: o.logger,
+      onEvent: (e) => {
+        if (e.type === 'OFFERS') void this.onOffers(e.offers)
+        else if (e.type === 'UPDATE') void this.onUpdate(e.status)
+      },
+    })
+  }
+
+  async start(): Promise<void> {
+    this.kv = await this.nc.jetstream().views.kv(RUNS_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
+    await this.resumeRuns()
+    await this.scheduler.start()
+    const active = [...this.runs.values()].flatMap((r) => activeTasks(persistRun(r.actor)).map((t) => ({ taskId: t.taskId })))
+    if (active.length > 0) await this.scheduler.reconcile(active)
+    this.wantOffers()
+  }
+
+  async stop(): Promise<void> {
+    await this.saved.flush()
+    await this.scheduler.stop()
+    for (const r of this.runs.values()) r.actor.stop()
+  }
+
+  // ---- runs ---------------------------------------------------------------------------------
+
+  private async store(run: PersistedRun): Promise<void> {
+    const live = this.runs.get(run.runId)
+    if (!live || !this.kv) return
+    await this.kv.put(`run.${run.runId}`, JSON.stringify({ meta: live.meta, machine: run } satisfies RunDocument))
+  }
+
+  private async resumeRuns(): Promise<void> {
+    const kv = this.kv!
+    const keys: string[] = []
+    for await (const k of await kv.keys('run.>')) keys.push(k)
+    const now = this.clock.now()
+    for (const k of keys) {
+      const e = await kv.get(k)
+      if (!e || e.operation !== 'PUT') continue
+      try {
+        const doc = e.json<RunDocument>()
+        const machine = parseRun(JSON.stringify(doc.machine))
+        if (FINAL_RUN_STATES.has(machine.state)) continue
+        const live: LiveRun = { meta: doc.meta, actor: undefined as unknown as Actor<RunMachine> }
+        this.runs.set(doc.meta.runId, live)
+        for (const t of activeTasks(machine)) this.tasks.set(t.taskId, { runId: doc.meta.runId, jobId: t.jobId })
+        live.actor = resumeRun(this.machine, machine, { at: now })
+        this.log.info({ runId: doc.meta.runId, state: machine.state }, 'resumed a run')
+      } catch (err) {
+        this.log.error({ key: k, err: (err as Error).message }, 'cannot resume a stored run')
+      }
+    }
+  }
+
+  /** Plans the trigger's commit and starts a run; returns it (ended `error` when a pipeline is invalid). */
+  async trigger(trigger: Trigger): Promise<RunDocument> {
+    const runId = newRunId(this.clock.now())
+    const meta: RunMeta = { runId, trigger, createdAt: this.clock.now(), jobs: {} }
+    let planError: string | undefined
+    try {
+      const plan = await withCommit(trigger, this.o.githubToken, (files) => planRun(files.pipelines, trigger, { hashFiles: files.hashFiles, runId }))
+      if (plan.errors.length > 0) planError = sortPipelineErrors(plan.errors).map(formatPipelineError).join('\n')
+      else for (const p of plan.pipelines) for (const j of p.jobs) meta.jobs[j.id] = j
+    } catch (err) {
+      planError = RegattaError.from(err).message
+    }
+    if (planError) meta.error = planError
+    const live: LiveRun = { meta, actor: undefined as unknown as Actor<RunMachine> }
+    this.runs.set(runId, live)
+    const jobs = Object.values(meta.jobs).map((j) => ({ id: j.id, needs: j.needs, retries: j.retries, timeoutMs: j.timeoutMs, if: j.if }))
+    live.actor = createActorFor(this.machine, { runId, jobs, createdAt: meta.createdAt })
+    live.actor.start()
+    if (planError) {
+      live.actor.send({ type: 'PIPELINE_INVALID', message: planError, at: this.clock.now() })
+      // no jobs to carry a status: one status for the whole configuration, naming file:line
+      this.reportStatus(meta, 'regatta', 'error', planError.split('\n')[0]!)
+    } else {
+      live.actor.send({ type: 'START', at: this.clock.now() })
+      if (this.o.cancelSuperseded !== false) this.cancelSuperseded(meta)
+    }
+    await this.saved.flush()
+    this.log.info({ runId, repo: trigger.repo.fullName, ref: trigger.ref, sha: trigger.sha, jobs: jobs.length, error: planError }, 'run created')
+    return this.document(live)
+  }
+
+  private cancelSuperseded(meta: RunMeta): void {
+    const t = meta.trigger
+    const sameLine = (o: Trigger): boolean => o.repo.fullName === t.repo.fullName && o.kind === t.kind &&
+      (t.kind === 'pull_request' ? o.pullRequest?.number === t.pullRequest?.number : t.kind === 'push' && o.branch === t.branch)
+    if (t.kind !== 'push' && t.kind !== 'pull_request') return
+    for (const other of this.runs.values()) {
+      if (other.meta.runId === meta.runId || other.meta.createdAt > meta.createdAt || !sameLine(other.meta.trigger)) continue
+      if (FINAL_RUN_STATES.has(persistRun(other.actor).state)) continue
+      other.meta.supersededBy = meta.runId
+      other.actor.send({ type: 'CANCEL', at: this.clock.now() })
+      this.log.info({ runId: other.meta.runId, by: meta.runId }, 'run superseded by a newer push')
+    }
+  }
+
+  async cancel(runId: string): Promise<RunDocument> {
+    const live = await this.live(runId)
+    live.actor.send({ type: 'CANCEL', at: this.clock.now() })
+    await this.saved.flush()
+    return this.document(live)
+  }
+
+  /** A new run of the same trigger (the commit's pipelines planned again). */
+  async rerun(runId: string): Promise<RunDocument> {
+    const doc = await this.get(runId)
+    if (!doc) throw new RegattaError('NOT_FOUND', `no run ${runId}`)
+    return this.trigger({ ...doc.meta.trigger, deliveryId: undefined })
+  }
+
+  private async live(runId: string): Promise<LiveRun> {
+    const live = this.runs.get(runId)
+    if (live) return live
+    if (await this.get(runId)) throw new RegattaError('INVALID_OPERATION', `run ${runId} has ended`)
+    throw new RegattaError('NOT_FOUND', `no run ${runId}`)
+  }
+
+  private document(live: LiveRun): RunDocument {
+    return { meta: live.meta, machine: persistRun(live.actor) }
+  }
+
+  async get(runId: string): Promise<RunDocument | undefined> {
+    const live = this.runs.get(runId)
+    if (live) return this.document(live)
+    const e = await this.kv?.get(`run.${runId}`)
+    if (!e || e.operation !== 'PUT') return undefined
+    return e.json<RunDocument>()
+  }
+
+  /** Every stored run, newest first. */
+  async list(limit = 100): Promise<RunDocument[]> {
+    const out: RunDocument[] = []
+    const keys: string[] = []
+    for await (const k of await this.kv!.keys('run.>')) keys.push(k)
+    keys.sort().reverse()
+    for (const k of keys.slice(0, limit)) {
+      const doc = await this.get(k.slice('run.'.length))
+      if (doc) out.push(doc)
+    }
+    return out.sort((a, b) => b.meta.createdAt - a.meta.createdAt)
+  }
+
+  /** The tasks of a job's attempts, oldest first (for its log). */
+  async jobTasks(runId: string, jobId: string): Promise<string[]> {
+    const doc = await this.get(runId)
+    const job = doc?.machine.snapshot.context.jobs[jobId]
+    if (!job) return []
+    const ids = job.context.history.map((h) => h.taskId).filter((x): x is string => typeof x === 'string')
+    if (job.context.taskId && !ids.includes(job.context.taskId)) ids.push(job.context.taskId)
+    return ids
+  }
+
+  // ---- statuses -----------------------------------------------------------------------------
+
+  private reportStatus(meta: RunMeta, context: string, state: 'pending' | 'success' | 'failure' | 'error', description: string): void {
+    const base = (this.o.publicUrl ?? '').replace(/\/$/, '')
+    this.o.statuses?.report({
+      repo: meta.trigger.repo.fullName, sha: meta.trigger.sha, context, state, description,
+      ...(base ? { targetUrl: `${base}/runs/${meta.runId}` } : {}),
+    })
+  }
+
+  // ---- offers and tasks ---------------------------------------------------------------------
+
+  /**
+   * Offers are wanted only for the roles of waiting jobs (each trigger kind has its role): the
+   * others are suppressed, so that the master offers a push's agent to `ci/push`, not to a role
+   * with nothing to run.
+   */
+  private wantOffers(): void {
+    const wanted = new Set<string>()
+    for (const w of this.waiting.values()) {
+      const run = this.runs.get(w.runId)
+      if (run) wanted.add(roleOf(run.meta.trigger))
+    }
+    const key = [...wanted].sort().join(',')
+    if (key === this.wantedRoles) return
+    this.wantedRoles = key
+    const unwanted = CI_ROLES.filter((r) => !wanted.has(r))
+    if (unwanted.length > 0) this.scheduler.suppress(unwanted).catch((err: Error) => this.log.warn({ err: err.message }, 'suppress failed'))
+    if (wanted.size > 0) this.scheduler.revive([...wanted]).catch((err: Error) => this.log.warn({ err: err.message }, 'revive failed'))
+  }
+
+  private async onOffers(offers: Offer[]): Promise<void> {
+    const waiting: WaitingJob[] = []
+    for (const [key, w] of this.waiting) {
+      const run = this.runs.get(w.runId)
+      const job = run?.meta.jobs[w.jobId]
+      if (!run || !job) {
+        this.waiting.delete(key)
+        continue
+      }
+      waiting.push({
+        key, role: roleOf(run.meta.trigger), cpus: job.resources.cpus, mem: job.resources.mem,
+        ...(job.resources.disk ? { disk: job.resources.disk } : {}), revocable: job.revocable, priority: job.priority, since: w.since,
+      })
+    }
+    const { placements, unused } = placeJobs(offers, waiting)
+    if (unused.length > 0) {
+      this.scheduler.decline(unused.map((o) => o.id), { refuseSeconds: this.waiting.size > 0 ? 1 : 30 })
+        .catch((err: Error) => this.log.warn({ err: err.message }, 'decline failed'))
+    }
+    for (const p of placements) {
+      const specs = []
+      for (const { job: w, resources } of p.jobs) {
+        const entry = this.waiting.get(w.key)
+        if (!entry) continue
+        const run = this.runs.get(entry.runId)!
+        const job = run.meta.jobs[entry.jobId]!
+        const taskId = taskIdFor(entry.runId, entry.jobId, entry.attempt)
+        this.waiting.delete(w.key)
+        this.tasks.set(taskId, { runId: entry.runId, jobId: entry.jobId })
+        run.actor.send({ type: 'JOB_EVENT', jobId: entry.jobId, event: { type: 'LAUNCHED', taskId, at: this.clock.now() } })
+        specs.push(taskSpecFor({
+          runId: entry.runId, job, attempt: entry.attempt, trigger: run.meta.trigger, resources,
+          ...(this.o.githubToken ? { githubToken: this.o.githubToken } : {}),
+        }))
+      }
+      // the run knows the task before the master does: a crash in between is reconciled as lost
+      await this.saved.flush()
+      this.scheduler.accept([p.offer.id], specs, { refuseSeconds: 1 })
+        .catch((err: Error) => this.log.warn({ err: err.message }, 'launch failed'))
+    }
+    this.wantOffers()
+  }
+
+  private async onUpdate(status: TaskStatus): Promise<void> {
+    const ref = this.tasks.get(status.taskId)
+    const run = ref && this.runs.get(ref.runId)
+    if (ref && run) {
+      const event = jobEventOf(status)
+      if (event) run.actor.send({ type: 'JOB_EVENT', jobId: ref.jobId, event })
+      if (isTerminal(status.state)) this.tasks.delete(status.taskId)
+      if (FINAL_RUN_STATES.has(persistRun(run.actor).state)) {
+        await this.saved.flush()
+        this.runs.delete(ref.runId)
+        run.actor.stop()
+      }
+      await this.saved.flush()
+    }
+    this.scheduler.acknowledge(status)
+  }
+}
+
+function createActorFor(machine: RunMachine, input: { runId: string; jobs: Array<{ id: string; needs: string[]; retries: number; timeoutMs: number; if?: string }>; createdAt: number }): Actor<RunMachine> {
+  // lazy import keeps xstate's createActor next to its only use
+  return createActorImpl(machine, { input })
+}
+
+import { createActor as createActorImpl } from 'xstate'
+
+/** A task status as the job machine's event (none for states it does not care about). */
+export function jobEventOf(s: TaskStatus): JobTaskEvent | undefined {
+  const at = s.timestamp
+  const taskId = s.taskId
+  switch (s.state) {
+    case 'RUNNING': return { type: 'TASK_RUNNING', taskId, at }
+    case 'FINISHED': return { type: 'TASK_FINISHED', taskId, exitCode: s.exitCode ?? 0, at }
+    case 'FAILED':
+      return { type: 'TASK_FAILED', taskId, reason: s.reason ?? 'FAILED', ...(s.exitCode !== undefined ? { exitCode: s.exitCode } : {}), ...(s.message ? { message: s.message } : {}), at }
+    case 'KILLED':
+      if (s.reason === 'PREEMPTED') return { type: 'TASK_PREEMPTED', taskId, ...(s.message ? { message: s.message } : {}), at }
+      return { type: 'TASK_FAILED', taskId, reason: s.reason ?? 'KILLED', ...(s.message ? { message: s.message } : {}), at }
+    case 'LOST': case 'DROPPED': case 'GONE': case 'ERROR':
+      return { type: 'TASK_LOST', taskId, reason: s.reason ?? s.state, ...(s.message ? { message: s.message } : {}), at }
+    default: return undefined
+  }
+}
+
+export { jobStateName }

@@ -1,0 +1,178 @@
+// End to end: a signed push webhook runs the repository's pipeline on a real master, Docker
+// agent and nats-server; commit statuses reach a local stand-in for GitHub's API.
+import t from 'tap'
+import { DockerContainerizer } from '../../services/agent/src/containerizer/index.js'
+import { silentLogger } from '../../shared/log/index.js'
+import { runCi, type RunningCi } from '../../services/ci/src/main.js'
+import { startCluster, type TestCluster } from '../helpers/cluster.js'
+import { ensureBusyboxImage } from '../helpers/docker.js'
+import { startFakeGitHubApi, pushPayload, webhookHeaders, type FakeGitHubApi } from '../helpers/github-api.js'
+import { createRepo, type TestRepo } from '../helpers/git-repo.js'
+
+const SECRET = 'e2e-secret'
+await ensureBusyboxImage()
+
+let cluster: TestCluster
+let ci: RunningCi
+let api: FakeGitHubApi
+let repo: TestRepo
+
+t.before(async () => {
+  cluster = await startCluster()
+  await cluster.startMaster()
+  await cluster.startAgent({ containerizer: new DockerContainerizer({ logger: silentLogger() }), resources: 'cpus:4;mem:4096;disk:10000' })
+  api = await startFakeGitHubApi()
+  repo = await createRepo()
+  ci = await runCi({
+    natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret: SECRET,
+    githubApiUrl: api.url, githubToken: 'test-token', publicUrl: 'http://ci.example.test', logger: silentLogger(),
+  })
+})
+t.teardown(async () => {
+  await ci?.stop()
+  await cluster?.stop()
+  await api?.close()
+  await repo?.remove()
+})
+
+async function push(sha: string, deliveryId?: string): Promise<Response> {
+  const body = JSON.stringify(pushPayload({ repo: 'octo/app', cloneUrl: repo.url, after: sha, branch: 'main' }))
+  return fetch(`${ci.url}/webhooks/github`, { method: 'POST', headers: webhookHeaders({ event: 'push', body, secret: SECRET, ...(deliveryId ? { deliveryId } : {}) }), body })
+}
+
+async function waitForRun(sha: string, done: (state: string) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown> & { runId: string; state: string; jobs: Array<Record<string, unknown> & { id: string; state: string }> }> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const { runs } = await (await fetch(`${ci.url}/api/v1/runs`)).json() as { runs: Array<{ runId: string; sha: string; state: string }> }
+    const run = runs.find((r) => r.sha === sha)
+    if (run && done(run.state)) return (await (await fetch(`${ci.url}/api/v1/runs/${run.runId}`)).json()) as never
+    if (Date.now() > deadline) throw new Error(`run of ${sha} not done: ${JSON.stringify(run)}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+const PIPELINE = `
+name: ci
+on:
+  push: { branches: [main] }
+jobs:
+  build:
+    image: regatta/busybox:latest
+    resources: { cpus: 0.5, mem: 128 }
+    steps:
+      - name: compile
+        run: mkdir -p out && echo built > out/app.txt && echo "compiled $(cat src.txt)"
+  test:
+    needs: [build]
+    matrix: { shard: [1, 2] }
+    image: regatta/busybox:latest
+    resources: { cpus: 0.5, mem: 128 }
+    steps:
+      - run: echo "testing shard \${{ matrix.shard }} of $(cat src.txt)"
+  report:
+    needs: [test]
+    image: regatta/busybox:latest
+    resources: { cpus: 0.5, mem: 128 }
+    steps:
+      - run: echo report for \${{ github.sha }}
+`
+
+t.test('Checks that a signed push runs the DAG with its matrix and reports pending then success per context', async (t) => {
+  const sha = await repo.commit({ '.regatta/ci.yml': PIPELINE, 'src.txt': 'hello-source' })
+  const res = await push(sha, 'delivery-1')
+  t.equal(res.status, 202, await res.text())
+  const again = await push(sha, 'delivery-1')
+  t.equal(again.status, 200, 'a redelivery is accepted but starts nothing')
+
+  const run = await waitForRun(sha, (s) => ['succeeded', 'failed', 'error', 'cancelled'].includes(s))
+  t.equal(run.state, 'succeeded', JSON.stringify(run.jobs))
+  t.same(run.jobs.map((j) => j.id).sort(), ['ci/build', 'ci/report', 'ci/test (shard=1)', 'ci/test (shard=2)'])
+
+  const { runs } = await (await fetch(`${ci.url}/api/v1/runs`)).json() as { runs: Array<{ sha: string }> }
+  t.equal(runs.filter((r) => r.sha === sha).length, 1, 'one run for the delivery')
+
+  // statuses: every context went pending, then success, and links to the run
+  const deadline = Date.now() + 10_000
+  let statuses = api.statuses('octo/app', sha)
+  while (statuses.filter((s) => s.state === 'success').length < 4 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100))
+    statuses = api.statuses('octo/app', sha)
+  }
+  for (const context of ['regatta/ci/build', 'regatta/ci/test (shard=1)', 'regatta/ci/test (shard=2)', 'regatta/ci/report']) {
+    const states = statuses.filter((s) => s.context === context).map((s) => s.state)
+    t.equal(states[0], 'pending', `${context} starts pending`)
+    t.equal(states[states.length - 1], 'success', `${context} ends success`)
+  }
+  t.ok(statuses.every((s) => s.authorization === 'token test-token' || s.authorization === 'Bearer test-token'), 'with the token')
+  t.ok(statuses.every((s) => s.target_url?.startsWith(`http://ci.example.test/runs/${run.runId}`)), 'linking to the run')
+
+  // the logs are complete and in order
+  const buildLog = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/build')}/log`)).text()
+  t.match(buildLog, /::regatta step 1 compile\ncompiled hello-source/)
+  const shardLog = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/test (shard=2)')}/log`)).text()
+  t.match(shardLog, /testing shard 2 of hello-source/)
+  const reportLog = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/report')}/log`)).text()
+  t.match(reportLog, new RegExp(`report for ${sha}`))
+})
+
+t.test('Checks that a failing step gives failure and its output, and its dependents are skipped', async (t) => {
+  const sha = await repo.commit({
+    '.regatta/ci.yml': `
+name: ci
+on: { push: { branches: [main] } }
+jobs:
+  build:
+    image: regatta/busybox:latest
+    resources: { cpus: 0.5, mem: 128 }
+    steps:
+      - name: fine
+        run: echo all good
+      - name: broken
+        run: echo about to fail >&2; exit 3
+  after:
+    needs: [build]
+    image: regatta/busybox:latest
+    steps: [{ run: echo never }]
+`,
+  })
+  t.equal((await push(sha)).status, 202)
+  const run = await waitForRun(sha, (s) => ['succeeded', 'failed', 'error'].includes(s))
+  t.equal(run.state, 'failed')
+  const build = run.jobs.find((j) => j.id === 'ci/build')!
+  t.equal(build.state, 'failed')
+  t.equal(build.exitCode, 3)
+  t.equal(run.jobs.find((j) => j.id === 'ci/after')!.state, 'skipped')
+  const log = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/ci%2Fbuild/log`)).text()
+  t.match(log, /all good/)
+  t.match(log, /about to fail/)
+  t.match(log, /step 2 failed with exit code 3/)
+  const deadline = Date.now() + 10_000
+  while (!api.statuses('octo/app', sha).some((s) => s.context === 'regatta/ci/build' && s.state === 'failure') && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  t.ok(api.statuses('octo/app', sha).some((s) => s.context === 'regatta/ci/build' && s.state === 'failure'), 'failure reported')
+})
+
+t.test('Checks that an invalid pipeline ends the run error with a status naming file:line', async (t) => {
+  const sha = await repo.commit({ '.regatta/ci.yml': 'name: ci\non: { push: {} }\njobs:\n  a:\n    image: x\n    needs: [nope]\n    steps: [{ run: "true" }]\n' })
+  t.equal((await push(sha)).status, 202)
+  const run = await waitForRun(sha, (s) => ['succeeded', 'failed', 'error'].includes(s))
+  t.equal(run.state, 'error')
+  t.match(run.error, /\.regatta\/ci\.yml:6:\d+: .*nope/)
+  const deadline = Date.now() + 10_000
+  let errs = api.statuses('octo/app', sha).filter((s) => s.state === 'error')
+  while (errs.length === 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100))
+    errs = api.statuses('octo/app', sha).filter((s) => s.state === 'error')
+  }
+  t.match(errs[0]?.description, /\.regatta\/ci\.yml:6/)
+})
+
+t.test('Checks that a forged signature gets 401 and starts nothing', async (t) => {
+  const before = ((await (await fetch(`${ci.url}/api/v1/runs`)).json()) as { runs: unknown[] }).runs.length
+  const body = JSON.stringify(pushPayload({ repo: 'octo/app', cloneUrl: repo.url, branch: 'main' }))
+  const res = await fetch(`${ci.url}/webhooks/github`, { method: 'POST', headers: webhookHeaders({ event: 'push', body, secret: 'wrong' }), body })
+  t.equal(res.status, 401)
+  const after = ((await (await fetch(`${ci.url}/api/v1/runs`)).json()) as { runs: unknown[] }).runs.length
+  t.equal(after, before)
+})
