@@ -67,7 +67,8 @@ export async function run(): Promise<void> {
         } else if (e.type === 'UPDATE') {
           const st = e.status
           s.acknowledge(st)
-          if (!isTerminal(st.state) || !launched.has(st.taskId) || ended.has(st.taskId)) return
+          // only a real terminal update counts (one with a uuid, acknowledged above), not a reconciliation answer
+          if (!isTerminal(st.state) || st.uuid === undefined || !launched.has(st.taskId) || ended.has(st.taskId)) return
           ended.set(st.taskId, st.state)
           endStates.set(st.state, (endStates.get(st.state) ?? 0) + 1)
           inFlight--
