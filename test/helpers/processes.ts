@@ -172,17 +172,20 @@ function spawnRegatta(name: string, args: string[], env: Record<string, string> 
   return proc
 }
 
+/** Milliseconds, or a duration as the CLI takes it. */
+export type Duration = number | string
+
 export interface MasterProcessOptions {
   natsUrl: string
   id: string
   /** Default: a free loopback port. */
   httpPort?: number
-  /** Durations as the CLI takes them: '1500ms', '2s'. */
-  leaseTtl?: string
-  heartbeatInterval?: string
-  agentUnreachable?: string
-  agentGone?: string
-  offerTimeout?: string
+  /** Durations: milliseconds, or text as the CLI takes it ('1500ms', '2s'). */
+  leaseTtl?: Duration
+  heartbeatInterval?: Duration
+  agentUnreachable?: Duration
+  agentGone?: Duration
+  offerTimeout?: Duration
   /** KV and stream replicas (`--replicas`, for a NATS cluster). */
   replicas?: number
   extraArgs?: string[]
@@ -196,11 +199,12 @@ export async function startMasterProcess(o: MasterProcessOptions): Promise<Maste
   const httpPort = o.httpPort ?? await freePort()
   const args = ['master', '--nats', o.natsUrl, '--id', o.id, '--http', `127.0.0.1:${httpPort}`]
   const flag = (name: string, v: string | number | undefined): void => { if (v !== undefined) args.push(name, String(v)) }
-  flag('--lease-ttl', o.leaseTtl)
-  flag('--heartbeat-interval', o.heartbeatInterval)
-  flag('--agent-unreachable', o.agentUnreachable)
-  flag('--agent-gone', o.agentGone)
-  flag('--offer-timeout', o.offerTimeout)
+  const duration = (v: Duration | undefined): string | undefined => (typeof v === 'number' ? `${v}ms` : v)
+  flag('--lease-ttl', duration(o.leaseTtl))
+  flag('--heartbeat-interval', duration(o.heartbeatInterval))
+  flag('--agent-unreachable', duration(o.agentUnreachable))
+  flag('--agent-gone', duration(o.agentGone))
+  flag('--offer-timeout', duration(o.offerTimeout))
   flag('--replicas', o.replicas)
   args.push(...(o.extraArgs ?? []))
   const p = spawnRegatta(`master ${o.id}`, args)
