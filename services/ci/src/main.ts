@@ -7,6 +7,7 @@ import type { HostPort } from '../../../shared/config/index.js'
 import { StatusReporter, type DeliveryLog } from './github/index.js'
 import { CiService } from './service.js'
 import { createCiHttp } from './http.js'
+import { Schedules } from './schedules.js'
 
 export const DELIVERIES_BUCKET = 'regatta-deliveries'
 
@@ -58,11 +59,14 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   const statuses = new StatusReporter({
     logger, ...(o.githubToken ? { token: o.githubToken } : {}), ...(o.githubApiUrl ? { baseUrl: o.githubApiUrl } : {}),
   })
-  const service = new CiService({
-    nc, logger, statuses, ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
+  let service: CiService | undefined
+  const schedules = new Schedules(nc, (t) => service!.trigger(t), logger, { ...(o.replicas ? { replicas: o.replicas } : {}) })
+  service = new CiService({
+    nc, logger, statuses, schedules, ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}),
   })
   await service.start()
+  await schedules.open()
   const deliveries = await KvDeliveryLog.open(nc, o.replicas)
   if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
   const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, ...(o.page ? { page: o.page } : {}) })
@@ -76,7 +80,8 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     url,
     async stop() {
       await app.close()
-      await service.stop()
+      schedules.stop()
+      await service!.stop()
       await statuses.flush(2_000).catch(() => false)
       await statuses.close()
       await nc.drain().catch(() => undefined)

@@ -14,7 +14,8 @@ import {
   FINAL_RUN_STATES, activeTasks, checkpointer, createRunMachine, jobStateName, parseRun, persistRun, resumeRun,
   type Checkpointer, type JobTaskEvent, type PersistedRun, type RunMachine,
 } from './machines/index.js'
-import { evaluateCondition, formatPipelineError, githubContext, planRun, sortPipelineErrors, type PlannedJob } from './pipeline/index.js'
+import { evaluateCondition, formatPipelineError, githubContext, parsePipeline, planRun, sortPipelineErrors, type PlannedJob } from './pipeline/index.js'
+import type { Schedules } from './schedules.js'
 import type { StatusReporter } from './github/index.js'
 import { placeJobs, type WaitingJob } from './placement.js'
 import { taskIdFor, taskSpecFor } from './task-spec.js'
@@ -54,6 +55,8 @@ export interface CiOptions {
   cancelSuperseded?: boolean
   clock?: Clock
   replicas?: number
+  /** Where the default branch's schedules are recorded (cron runs). */
+  schedules?: Pick<Schedules, 'record'>
 }
 
 interface LiveRun {
@@ -184,7 +187,17 @@ export class CiService {
     const meta: RunMeta = { runId, trigger, createdAt: this.clock.now(), jobs: {} }
     let planError: string | undefined
     try {
-      const plan = await withCommit(trigger, this.o.githubToken, (files) => planRun(files.pipelines, trigger, { hashFiles: files.hashFiles, runId }))
+      const plan = await withCommit(trigger, this.o.githubToken, (files) => {
+        if (trigger.kind === 'push' && trigger.branch === trigger.repo.defaultBranch && this.o.schedules) {
+          // the default branch's files say which schedules the repository has
+          const crons = files.pipelines.flatMap((f) => {
+            const r = parsePipeline(f.path, f.text)
+            return r.ok ? r.pipeline.on.schedule : []
+          })
+          this.o.schedules.record(trigger.repo, crons).catch((err: Error) => this.log.warn({ err: err.message }, 'cannot record schedules'))
+        }
+        return planRun(files.pipelines, trigger, { hashFiles: files.hashFiles, runId })
+      })
       if (plan.errors.length > 0) planError = sortPipelineErrors(plan.errors).map(formatPipelineError).join('\n')
       else for (const p of plan.pipelines) for (const j of p.jobs) meta.jobs[j.id] = j
     } catch (err) {
