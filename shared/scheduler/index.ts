@@ -119,6 +119,8 @@ export class Scheduler {
     const consumer = await this.nc.jetstream().consumers.get(Streams.updates, Consumers.frameworkUpdates(this.frameworkId))
     this.updates = await consumer.consume({
       max_messages: 1_000,
+      // short pulls: a pull held by a NATS node that died is replaced in seconds, not 30 s
+      expires: 5_000,
       callback: (m) => {
         let batch: TaskStatus[]
         try {

@@ -43,6 +43,8 @@ export interface MasterConfig {
   agentReregisterMs: number
   /** JetStream stream and KV bucket replicas (3 on a NATS cluster). */
   replicas: number
+  /** Ended tasks nobody acknowledged (to this leader) are forgotten after this long. */
+  terminalTaskRetentionMs: number
 }
 
 export const defaultMasterConfig: MasterConfig = {
@@ -59,6 +61,7 @@ export const defaultMasterConfig: MasterConfig = {
   defaultRefuseSeconds: 5,
   agentReregisterMs: 10_000,
   replicas: 1,
+  terminalTaskRetentionMs: 10 * 60_000,
 }
 
 export interface MasterOptions {
@@ -204,6 +207,8 @@ export class Master {
       let sinceAck = 0
       const updates = await consumer.consume({
         max_messages: 2_000,
+        // short pulls: a pull held by a NATS node that died is replaced in seconds, not 30 s
+        expires: 5_000,
         callback: (m) => {
           try {
             for (const status of decode(StatusUpdates, m.data, 'status updates').updates) this.onStatusUpdate(status)
@@ -376,6 +381,10 @@ export class Master {
     }
     for (const o of [...this.cluster.offers.values()]) {
       if (now - o.createdAt > this.config.offerTimeoutMs) this.rescind(o.offer.id)
+    }
+    // ended tasks are kept until acknowledged, or for a while when the acknowledgement went to another leader
+    for (const [key, t] of this.cluster.tasks) {
+      if (isTerminal(t.state) && now - t.updatedAt > this.config.terminalTaskRetentionMs) this.cluster.forgetTask(key)
     }
     for (const f of [...this.cluster.frameworks.values()]) {
       if (f.active && now - f.lastSeenAt > this.config.frameworkInactiveMs) this.deactivate(f, now)
