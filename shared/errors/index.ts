@@ -22,6 +22,8 @@ export const ErrorCodes = {
   CONTAINER_ERROR: 'the containerizer could not create, start or watch a container',
   IMAGE_PULL_FAILED: 'the image is not present locally and could not be pulled',
   CHECKOUT_FAILED: 'the agent could not check the task\'s git commit out into its workspace',
+  INVALID_TASK: 'a task the agent refuses as described: duplicate sidecar names, a cache, artifact or mount path outside its workspace or sandbox',
+  WORKSPACE_STORE_FAILED: 'a cache or artifact could not be saved to (or restored from) the NATS object store',
   NOT_FOUND: 'no such HTTP route or resource',
   INVALID_PIPELINE: 'a pipeline file (.regatta/*.yml) is not valid; the message lists each error as file:line:column',
   INVALID_EXPRESSION: 'a ${{ }} expression could not be parsed or evaluated; the message gives its column',

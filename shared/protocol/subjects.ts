@@ -51,4 +51,8 @@ export const Buckets = {
   leader: 'regatta-leader',
   /** Master registry. */
   registry: 'regatta-registry',
+  /** Object store: task caches, tar.gz by cache key; entries expire 7 days after they were saved. */
+  cache: 'regatta-cache',
+  /** Object store: task artifacts, tar.gz by artifact name; entries expire after 30 days. */
+  artifacts: 'regatta-artifacts',
 } as const

@@ -49,6 +49,44 @@ export const Checkout = Type.Object({
 })
 export type Checkout = Static<typeof Checkout>
 
+/**
+ * A sidecar container (a pipeline's `service`: a database, a cache server) that runs beside the
+ * task's main container and shares its network namespace: each reaches the others on
+ * 127.0.0.1. Started before the main container, removed when it exits. Docker only.
+ */
+export const Sidecar = Type.Object({
+  /** Unique within the task; names the sidecar in labels and in the `[service name]` lines of stderr. */
+  name: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$' }),
+  image: Type.String({ minLength: 1, maxLength: 512 }),
+  /** argv; absent: the image's own command. */
+  command: Type.Optional(Type.Array(Type.String({ maxLength: 131072 }), { minItems: 1, maxItems: 4096 })),
+  env: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 131072 }))),
+})
+export type Sidecar = Static<typeof Sidecar>
+
+/**
+ * Paths relative to the task's workspace (the checkout, or the sandbox without one): files or
+ * directories, no globs. Absolute paths and `..` are refused when the task launches.
+ */
+const WorkspacePaths = Type.Array(Type.String({ minLength: 1, maxLength: 1024 }), { minItems: 1, maxItems: 64 })
+
+/**
+ * A cache in the NATS object store (bucket `regatta-cache`, object `key`): restored into the
+ * workspace before the command runs, saved after it succeeds unless `key` was restored.
+ */
+export const TaskCache = Type.Object({
+  key: Type.String({ minLength: 1, maxLength: 512 }),
+  paths: WorkspacePaths,
+})
+export type TaskCache = Static<typeof TaskCache>
+
+/** Paths saved as one tar.gz in the NATS object store (bucket `regatta-artifacts`, object `name`) after the command. */
+export const TaskArtifacts = Type.Object({
+  name: Type.String({ minLength: 1, maxLength: 512 }),
+  paths: WorkspacePaths,
+})
+export type TaskArtifacts = Static<typeof TaskArtifacts>
+
 /** A task as a framework asks for it in ACCEPT/LAUNCH. */
 export const TaskSpec = Type.Object({
   taskId: Type.String({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9._:/@+-]+$' }),
@@ -61,6 +99,10 @@ export const TaskSpec = Type.Object({
   /** Stream the task's stdout/stderr to the framework on its output subject. */
   streamOutput: Type.Optional(Type.Boolean()),
   checkout: Type.Optional(Checkout),
+  /** Sidecar containers (Docker only); names unique. */
+  sidecars: Type.Optional(Type.Array(Sidecar, { maxItems: 8 })),
+  cache: Type.Optional(TaskCache),
+  artifacts: Type.Optional(TaskArtifacts),
 })
 export type TaskSpec = Static<typeof TaskSpec>
 
@@ -83,6 +125,19 @@ export const TaskStatus = Type.Object({
   reason: Type.Optional(Type.String({ maxLength: 128 })),
   message: Type.Optional(Type.String({ maxLength: 8192 })),
   exitCode: Type.Optional(Type.Integer()),
+  /** On a terminal update of a task with `artifacts`: the object it saved. */
+  artifact: Type.Optional(Type.Object({
+    bucket: Type.String(),
+    name: Type.String(),
+    /** Bytes of the tar.gz. */
+    size: Type.Integer({ minimum: 0 }),
+  })),
+  /** On a terminal update of a task with `cache`: whether its key was restored and whether it was saved. */
+  cache: Type.Optional(Type.Object({
+    key: Type.String(),
+    restored: Type.Boolean(),
+    saved: Type.Boolean(),
+  })),
   /** ms since the epoch */
   timestamp: Type.Number(),
 })

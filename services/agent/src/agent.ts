@@ -1,5 +1,13 @@
 // The agent: registers with the leading master, heartbeats, runs tasks through a containerizer,
 // checkpoints them, and sends their status updates into JetStream until they are stored.
+//
+// Around the command: the checkout, then the cache restored into the workspace (a failure to
+// restore is logged and is a miss); after the main container exits and before the terminal
+// update, within `saveTimeoutMs`: the artifacts saved (also after a failure: test reports), and
+// the cache saved (after a success only, unless its key was restored). A cache that cannot be
+// saved is said in the terminal message and changes nothing else; artifacts that cannot be
+// saved turn a success into FAILED with reason ARTIFACTS_FAILED (exit code 0 kept). A killed
+// task saves nothing, and a kill during the saving aborts it (KILLED).
 import { randomUUID } from 'node:crypto'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
@@ -7,7 +15,7 @@ import { hostname as osHostname } from 'node:os'
 import { join, resolve, sep } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
 import {
-  AgentCommand, AgentRegistered, HeartbeatReply, LeaderElected, Subjects, decode, encode, isTerminal,
+  AgentCommand, AgentRegistered, Buckets, HeartbeatReply, LeaderElected, Subjects, decode, encode, isTerminal,
   type AgentInfo, type Attributes, type Resource, type TaskInfo, type TaskState, type TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
@@ -18,7 +26,9 @@ import { scalar } from '../../../shared/resources/index.js'
 import { CheckpointStore, type Checkpoint } from './checkpoint.js'
 import { WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from './checkout.js'
 import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './containerizer/labels.js'
+import { SIDECARS_NEED_DOCKER } from './containerizer/process.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
+import { checkWorkspacePath, restoreCache, saveArtifacts, saveCache, type SaveResult } from './workspace-store.js'
 
 export interface AgentOptions {
   nc: NatsConnection
@@ -38,6 +48,12 @@ export interface AgentOptions {
   sandboxRetentionMs?: number
   /** Default SIGTERM→SIGKILL grace for kills. */
   killGracePeriodMs?: number
+  /** How long restoring a task's cache may take before the task runs without it (default 5 min). */
+  cacheRestoreTimeoutMs?: number
+  /** How long saving a task's cache and artifacts may take, together (default 10 min). */
+  saveTimeoutMs?: number
+  /** Replicas of the cache and artifact buckets when the agent creates them (default 1). */
+  objectStoreReplicas?: number
 }
 
 interface LiveTask {
@@ -48,7 +64,18 @@ interface LiveTask {
   killRequested?: { graceMs: number }
   logs?: { stdout: WriteStream; stderr: WriteStream }
   outputSeq: number
+  /** The task's cache key was found and restored (its cache is then not saved again). */
+  cacheRestored?: boolean
+  /** Aborts a cache restore or a save in progress (a kill). */
+  transfer?: AbortController
+  finishing?: boolean
+  /** Resolves when the latest checkpoint of the task is written (or failed to be). */
+  checkpointed?: Promise<void>
 }
+
+/** Most sidecars a task may have. */
+const MAX_SIDECARS = 8
+const MAX_MESSAGE = 8192
 
 const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u0000${taskId}`
 
@@ -56,9 +83,35 @@ const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u00
 function insideSandbox(sandbox: string, rel: string): string {
   const abs = resolve(sandbox, rel)
   if (abs !== sandbox && !abs.startsWith(`${sandbox}${sep}`)) {
-    throw new RegattaError('INVALID_OPERATION', `mount source "${rel}" is outside the task's sandbox`)
+    throw new RegattaError('INVALID_TASK', `mount source "${rel}" is outside the task's sandbox`)
   }
   return abs
+}
+
+/**
+ * What the schema cannot say about a task: sidecar names unique (and at most 8), sidecars only
+ * with Docker, cache and artifact paths inside the workspace. Throws before anything is done.
+ */
+function checkTask(info: TaskInfo, containerizer: Containerizer['kind']): void {
+  const sidecars = info.sidecars ?? []
+  if (sidecars.length > MAX_SIDECARS) throw new RegattaError('INVALID_TASK', `${sidecars.length} sidecars: at most ${MAX_SIDECARS}`)
+  const names = new Set<string>()
+  for (const s of sidecars) {
+    if (names.has(s.name)) throw new RegattaError('INVALID_TASK', `two sidecars are named "${s.name}"`)
+    names.add(s.name)
+  }
+  if (sidecars.length > 0 && containerizer !== 'docker') throw new RegattaError('CONTAINER_ERROR', SIDECARS_NEED_DOCKER)
+  for (const p of info.cache?.paths ?? []) checkWorkspacePath(p)
+  for (const p of info.artifacts?.paths ?? []) checkWorkspacePath(p)
+}
+
+/** Where a task's caches and artifacts live: its checkout, or its sandbox without one. */
+function workspaceOf(info: TaskInfo, sandbox: string): string {
+  return info.checkout ? join(sandbox, WORKSPACE_DIR) : sandbox
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
 }
 
 export class Agent {
@@ -272,13 +325,14 @@ export class Agent {
     this.tasks.set(key(info.frameworkId, info.taskId), t)
     const log = this.log.child({ taskId: info.taskId, frameworkId: info.frameworkId })
     try {
+      checkTask(info, this.o.containerizer.kind)
+      const mounts = (info.container.mounts ?? []).map((m) => ({ ...m, source: insideSandbox(sandbox, m.source) }))
       await this.makeSandbox(sandbox, info.frameworkId)
       this.update(t, 'STARTING')
       const image = info.container.image ?? this.o.defaultImage
       if (this.o.containerizer.kind === 'docker' && !image) {
         throw new RegattaError('CONTAINER_ERROR', 'the task names no image and the agent has no default image')
       }
-      const mounts = (info.container.mounts ?? []).map((m) => ({ ...m, source: insideSandbox(sandbox, m.source) }))
       let workdir = info.container.workdir
       if (info.checkout) {
         const workspace = join(sandbox, WORKSPACE_DIR)
@@ -290,6 +344,7 @@ export class Agent {
           workdir ??= workspace
         }
       }
+      if (info.cache && !t.killRequested) t.cacheRestored = await this.restoreCache(t, log)
       if (t.killRequested) throw new RegattaError('CONTAINER_ERROR', 'killed before it started')
       const output = this.outputSink(t)
       t.container = await this.o.containerizer.launch({
@@ -311,6 +366,15 @@ export class Agent {
         cpus: scalar(info.resources, 'cpus') || undefined,
         memMb: scalar(info.resources, 'mem') || undefined,
         labels: { [LABEL_AGENT]: this.id, [LABEL_FRAMEWORK]: info.frameworkId, [LABEL_TASK]: info.taskId },
+        ...(info.sidecars?.length ? {
+          sidecars: info.sidecars.map((s) => ({
+            name: s.name,
+            image: s.image,
+            ...(s.command ? { command: s.command } : {}),
+            // the task's own environment (its secrets) is not passed on to its services
+            env: { REGATTA_TASK_ID: info.taskId, REGATTA_FRAMEWORK_ID: info.frameworkId, REGATTA_SERVICE: s.name, ...s.env },
+          })),
+        } : {}),
       }, output)
       this.update(t, 'RUNNING')
       log.debug({ containerId: t.container.id }, 'task running')
@@ -323,6 +387,8 @@ export class Agent {
       log.warn({ code: e.code, err: e.message }, 'task could not start')
       const reason = e.code === 'IMAGE_PULL_FAILED' || e.code === 'CHECKOUT_FAILED' ? e.code : 'CONTAINER_LAUNCH_FAILED'
       if (t.killRequested) this.update(t, 'KILLED', { reason: 'KILLED', message: 'killed before it started' })
+      // as the master does with a task it refuses: ERROR, the task as described cannot run
+      else if (e.code === 'INVALID_TASK') this.update(t, 'ERROR', { reason: 'TASK_INVALID', message: e.message })
       else this.update(t, 'FAILED', { reason, message: e.message })
       this.cleanup(t)
     }
@@ -346,27 +412,114 @@ export class Agent {
     }
   }
 
-  private finish(t: LiveTask, exit: ExitInfo): void {
-    if (isTerminal(t.status.state)) return
+  private async finish(t: LiveTask, exit: ExitInfo): Promise<void> {
+    if (isTerminal(t.status.state) || t.finishing) return
+    t.finishing = true
     const code = exit.exitCode
+    const killed = { state: 'KILLED' as const, extra: { reason: 'KILLED', message: 'killed on request', ...(code !== null ? { exitCode: code } : {}) } }
+    let end: { state: TaskState; extra: Partial<TaskStatus> }
     if (t.killRequested || exit.killed) {
-      this.update(t, 'KILLED', { reason: 'KILLED', message: 'killed on request', ...(code !== null ? { exitCode: code } : {}) })
+      end = killed
+    } else if (exit.neverStarted) {
+      // the agent died between creating the container and starting it: the command never ran,
+      // so the framework may launch the task again (LOST) without running it twice
+      end = { state: 'LOST', extra: { reason: 'CONTAINER_NEVER_STARTED', message: exit.message ?? 'the container was created but never started' } }
     } else if (code === 0) {
-      this.update(t, 'FINISHED', { exitCode: 0 })
+      end = { state: 'FINISHED', extra: { exitCode: 0 } }
     } else if (exit.oomKilled) {
-      this.update(t, 'FAILED', { reason: 'MEMORY_LIMIT', message: 'the task ran out of memory (OOM killed)', ...(code !== null ? { exitCode: code } : {}) })
+      end = { state: 'FAILED', extra: { reason: 'MEMORY_LIMIT', message: 'the task ran out of memory (OOM killed)', ...(code !== null ? { exitCode: code } : {}) } }
     } else if (code === null) {
-      this.update(t, 'FAILED', { reason: 'COMMAND_SIGNALED', message: exit.message ?? `the command was killed by ${exit.signal ?? 'a signal'}` })
+      end = { state: 'FAILED', extra: { reason: 'COMMAND_SIGNALED', message: exit.message ?? `the command was killed by ${exit.signal ?? 'a signal'}` } }
     } else {
-      this.update(t, 'FAILED', { reason: 'COMMAND_FAILED', message: exit.message ?? `the command exited with code ${code}`, exitCode: code })
+      end = { state: 'FAILED', extra: { reason: 'COMMAND_FAILED', message: exit.message ?? `the command exited with code ${code}`, exitCode: code } }
     }
+    if ((end.state === 'FINISHED' || end.state === 'FAILED') && (t.info.cache || t.info.artifacts)) {
+      const saved = await this.saveOutputs(t, end.state === 'FINISHED').catch((err: unknown) => ({
+        fields: {}, notes: [`saving the cache and artifacts failed: ${errorText(err)}`], artifactsFailed: t.info.artifacts !== undefined,
+      }))
+      if (t.killRequested) {
+        end = killed
+      } else {
+        Object.assign(end.extra, saved.fields)
+        if (saved.notes.length > 0) {
+          const text = [end.extra.message, ...saved.notes].filter(Boolean).join('; ')
+          end.extra.message = text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE - 3)}...` : text
+        }
+        if (saved.artifactsFailed && end.state === 'FINISHED') {
+          end = { state: 'FAILED', extra: { ...end.extra, reason: 'ARTIFACTS_FAILED' } }
+        }
+      }
+    }
+    this.update(t, end.state, end.extra)
     this.cleanup(t)
+  }
+
+  /** Before the container starts: the task's cache, restored into its workspace. Never throws. */
+  private async restoreCache(t: LiveTask, log: Logger): Promise<boolean> {
+    const key = t.info.cache!.key
+    const transfer = new AbortController()
+    t.transfer = transfer
+    const started = Date.now()
+    try {
+      const restored = await restoreCache(this.nc, workspaceOf(t.info, t.sandbox), key, {
+        signal: AbortSignal.any([transfer.signal, AbortSignal.timeout(this.o.cacheRestoreTimeoutMs ?? 300_000)]),
+        replicas: this.o.objectStoreReplicas ?? 1,
+      })
+      log.debug({ key, restored, ms: Date.now() - started }, restored ? 'cache restored' : 'cache miss')
+      return restored
+    } catch (err) {
+      log.warn({ key, err: errorText(err) }, 'cache not restored: the task runs without it')
+      return false
+    } finally {
+      t.transfer = undefined
+    }
+  }
+
+  /** After the command: its artifacts (always) and its cache (after a success), in parallel. Never throws. */
+  private async saveOutputs(t: LiveTask, succeeded: boolean): Promise<{ fields: Partial<TaskStatus>; notes: string[]; artifactsFailed: boolean }> {
+    const { cache, artifacts } = t.info
+    const dir = workspaceOf(t.info, t.sandbox)
+    const transfer = new AbortController()
+    t.transfer = transfer
+    const o = {
+      signal: AbortSignal.any([transfer.signal, AbortSignal.timeout(this.o.saveTimeoutMs ?? 600_000)]),
+      replicas: this.o.objectStoreReplicas ?? 1,
+    }
+    const settle = (p: Promise<SaveResult>): Promise<SaveResult | Error> => p.catch((err: unknown) => RegattaError.from(err, 'WORKSPACE_STORE_FAILED'))
+    const [c, a] = await Promise.all([
+      cache && succeeded && !t.cacheRestored ? settle(saveCache(this.nc, dir, cache.key, cache.paths, o)) : undefined,
+      artifacts ? settle(saveArtifacts(this.nc, dir, artifacts.name, artifacts.paths, o)) : undefined,
+    ])
+    t.transfer = undefined
+    const fields: Partial<TaskStatus> = {}
+    const notes: string[] = []
+    let artifactsFailed = false
+    if (cache) {
+      fields.cache = { key: cache.key, restored: t.cacheRestored ?? false, saved: c !== undefined && !(c instanceof Error) && c.saved }
+      if (c instanceof Error) notes.push(`the cache was not saved: ${c.message}`)
+      else if (c?.reason === 'empty') notes.push(`the cache "${cache.key}" was not saved: none of its paths exist (${c.skipped.join(', ')})`)
+    }
+    if (artifacts) {
+      if (a instanceof Error) {
+        artifactsFailed = true
+        notes.push(`the artifacts were not saved: ${a.message}`)
+      } else if (a?.saved) {
+        fields.artifact = { bucket: Buckets.artifacts, name: artifacts.name, size: a.size }
+        if (a.skipped.length > 0) notes.push(`artifact "${artifacts.name}" saved without ${a.skipped.join(', ')}`)
+      } else if (a) {
+        notes.push(`no artifact "${artifacts.name}" saved: none of its paths exist (${a.skipped.join(', ')})`)
+      }
+    }
+    return { fields, notes, artifactsFailed }
   }
 
   private cleanup(t: LiveTask): void {
     t.logs?.stdout.end()
     t.logs?.stderr.end()
-    if (t.container) void this.o.containerizer.remove(t.container.id).catch(() => undefined)
+    // the container goes once the terminal state is on disk: an agent that dies in between finds
+    // the end in its checkpoint after a restart, rather than a task whose container is gone (LOST)
+    const container = t.container
+    if (container) void (t.checkpointed ?? Promise.resolve()).then(() => this.o.containerizer.remove(container.id)).catch(() => undefined)
     const retention = this.o.sandboxRetentionMs ?? 10 * 60_000
     // an empty sandbox (a task that wrote nothing) goes with one rmdir; others recursively
     const removeSandbox = (): void => void rmdir(t.sandbox)
@@ -379,6 +532,7 @@ export class Agent {
   private async killTask(t: LiveTask, graceMs?: number): Promise<void> {
     const grace = graceMs ?? t.info.killGracePeriodMs ?? this.o.killGracePeriodMs ?? 3_000
     t.killRequested = { graceMs: grace }
+    t.transfer?.abort(new Error('the task was killed'))
     if (t.container) await t.container.kill(grace).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'kill failed'))
   }
 
@@ -390,9 +544,13 @@ export class Agent {
       uuid: randomUUID(), source: 'agent', timestamp: this.clock.now(), ...extra,
     }
     const status = t.status
-    const cp: Checkpoint = { task: t.info, status, sandbox: t.sandbox, ...(t.container ? { containerId: t.container.id } : {}) }
+    const cp: Checkpoint = {
+      task: t.info, status, sandbox: t.sandbox,
+      ...(t.container ? { containerId: t.container.id } : {}),
+      ...(t.cacheRestored !== undefined ? { cacheRestored: t.cacheRestored } : {}),
+    }
     const k = key(t.info.frameworkId, t.info.taskId)
-    void this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
+    t.checkpointed = this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
     this.updates.send(status).then(() => {
       if (isTerminal(status.state) && t.status === status) {
         // stored in JetStream: JetStream now owns delivery to the framework
@@ -423,7 +581,7 @@ export class Agent {
     const byTask = new Map(recovered.map((r) => [key(r.frameworkId, r.taskId), r]))
     for (const cp of checkpoints) {
       const k = key(cp.task.frameworkId, cp.task.taskId)
-      const t: LiveTask = { info: cp.task, status: cp.status, sandbox: cp.sandbox, outputSeq: 0 }
+      const t: LiveTask = { info: cp.task, status: cp.status, sandbox: cp.sandbox, outputSeq: 0, ...(cp.cacheRestored !== undefined ? { cacheRestored: cp.cacheRestored } : {}) }
       this.tasks.set(k, t)
       const found = byTask.get(k)
       byTask.delete(k)
@@ -445,7 +603,7 @@ export class Agent {
       // the checkpointed update may not have been stored before the restart: send it again
       // (same uuid; the framework drops what it acknowledged already), then RUNNING if it was not
       this.update(t, cp.status.state, { ...cp.status })
-      if (cp.status.state !== 'RUNNING') this.update(t, 'RUNNING')
+      if (cp.status.state !== 'RUNNING' && !found.neverStarted) this.update(t, 'RUNNING')
       void found.container.exited.then((exit) => this.finish(t, exit))
       this.log.info({ taskId: cp.task.taskId }, 'recovered a running task')
     }

@@ -12,6 +12,8 @@ export const Checkpoint = Type.Object({
   status: TaskStatus,
   containerId: Type.Optional(Type.String()),
   sandbox: Type.String(),
+  /** The task's cache key was restored before it ran (so its cache is not saved again). */
+  cacheRestored: Type.Optional(Type.Boolean()),
 })
 export type Checkpoint = Static<typeof Checkpoint>
 

@@ -1,17 +1,28 @@
 // The Docker containerizer: runs each task in a container through the engine's API (dockerode),
 // streams its output, reports its exit (with OOM), kills it with a grace period and finds it
 // again by label after an agent restart.
+//
+// Sidecars (a task's services): started before the main container, the first one in the task's
+// network mode (`none` unless asked), the others and the main container in its network
+// namespace (`NetworkMode: container:<first sidecar>`), so every one reaches the others on
+// 127.0.0.1 and nothing else. Same labels as the task plus `regatta.sidecar=<name>`, and each
+// the same limits as the task (memory, CPUs, pids). Their output goes into the task's stderr,
+// each line prefixed with `[service <name>] `. When the main container exits (or is killed)
+// they are killed and removed. After an agent restart they are never reported as tasks: those
+// of a task still running are removed when it exits, the others at once (their output is not
+// followed again).
 import { mkdir, rename, writeFile } from 'node:fs/promises'
 import type { IncomingMessage } from 'node:http'
 import { availableParallelism, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import { StringDecoder } from 'node:string_decoder'
 import Dockerode from 'dockerode'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { silentLogger, type Logger } from '../../../../shared/log/index.js'
-import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './labels.js'
+import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_SIDECAR, LABEL_TASK } from './labels.js'
 import {
-  SANDBOX_MOUNT, type Containerizer, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer,
+  SANDBOX_MOUNT, type Containerizer, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer, SidecarSpec,
 } from './types.js'
 
 export interface DockerContainerizerOptions {
@@ -58,6 +69,8 @@ export class DockerContainerizer implements Containerizer {
   private hostsFile?: Promise<string>
   /** Images known to be present: inspected (or pulled) once per name, not on every launch. */
   private readonly images = new Map<string, Promise<void>>()
+  /** The sidecars of each main container not yet removed. */
+  private readonly sidecarsOf = new Map<string, SidecarGroup>()
 
   constructor(options: DockerContainerizerOptions = {}) {
     this.docker = options.docker ?? new Dockerode()
@@ -74,19 +87,44 @@ export class DockerContainerizer implements Containerizer {
     const named = spec.image ?? this.defaultImage
     if (!named) throw new RegattaError('CONTAINER_ERROR', `task ${spec.taskId}: no image given and no default image configured`)
     const image = withTag(named)
-    await this.ensureImage(image, log)
+    const sidecars = spec.sidecars ?? []
+    await Promise.all([
+      this.ensureImage(image, log),
+      ...sidecars.map((s) => this.ensureImage(withTag(s.image), log).catch((err: unknown) => {
+        const e = RegattaError.from(err, 'CONTAINER_ERROR')
+        throw new RegattaError(e.code, `service "${s.name}": ${e.message}`, { cause: err })
+      })),
+    ])
     const hosts = spec.network === 'host' ? undefined : await this.loopbackHosts()
+    if (sidecars.length === 0) return this.launchMain(image, spec, hosts, output, log)
+    const group = await this.startSidecars(spec, sidecars, hosts, output, log)
+    try {
+      const task = await this.launchMain(image, spec, hosts, output, log, group)
+      this.sidecarsOf.set(task.id, group)
+      return task
+    } catch (err) {
+      const exited = await group.ownerExit()
+      await group.removeAll()
+      // "cannot join network of a non running container" says less than why it is not running
+      if (exited) throw new RegattaError('CONTAINER_ERROR', `${exited} before the task's container started`, { cause: err })
+      throw err
+    }
+  }
 
+  private async launchMain(
+    image: string, spec: LaunchSpec, hosts: string | undefined, output: OutputSink, log: Logger, group?: SidecarGroup,
+  ): Promise<RunningContainer> {
+    const joinId = group?.networkOwner
     let container: Dockerode.Container
     try {
-      container = await this.docker.createContainer(this.createOptions(image, spec, hosts))
+      container = await this.docker.createContainer(this.createOptions(image, spec, hosts, joinId))
     } catch (err) {
       if (statusOf(err) !== 404) throw containerError(`cannot create container for task ${spec.taskId}`, err)
       // The image went away since we cached its presence (someone ran `docker rmi`): look again.
       this.images.delete(image)
       await this.ensureImage(image, log)
       try {
-        container = await this.docker.createContainer(this.createOptions(image, spec, hosts))
+        container = await this.docker.createContainer(this.createOptions(image, spec, hosts, joinId))
       } catch (err2) {
         throw containerError(`cannot create container for task ${spec.taskId}`, err2)
       }
@@ -112,13 +150,60 @@ export class DockerContainerizer implements Containerizer {
       await this.discard(container.id)
       throw containerError(`cannot start container of task ${spec.taskId}`, err)
     }
-    log.debug({ containerId: container.id, image }, 'container started')
-    return new DockerTask(container, waiting.value.body, outputDone, this.drainMs, log)
+    log.debug({ containerId: container.id, image, sidecars: group?.ids.length ?? 0 }, 'container started')
+    return new DockerTask(container, waiting.value.body, outputDone, this.drainMs, log, group)
+  }
+
+  /** Creates and starts the task's sidecars: the first one owns the network namespace, the others join it. */
+  private async startSidecars(spec: LaunchSpec, sidecars: SidecarSpec[], hosts: string | undefined, output: OutputSink, log: Logger): Promise<SidecarGroup> {
+    const group = new SidecarGroup(this.docker, this.drainMs, log)
+    const [first, ...rest] = sidecars as [SidecarSpec, ...SidecarSpec[]]
+    try {
+      await this.startSidecar(first, spec, hosts, undefined, output, group)
+      const joinId = group.networkOwner!
+      const started = await Promise.allSettled(rest.map((s) => this.startSidecar(s, spec, hosts, joinId, output, group)))
+      const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+      if (failed) throw failed.reason
+    } catch (err) {
+      await group.removeAll()
+      throw err
+    }
+    log.debug({ sidecars: group.ids }, 'sidecars started')
+    return group
+  }
+
+  private async startSidecar(
+    s: SidecarSpec, spec: LaunchSpec, hosts: string | undefined, joinId: string | undefined, output: OutputSink, group: SidecarGroup,
+  ): Promise<void> {
+    let container: Dockerode.Container
+    try {
+      container = await this.docker.createContainer(this.sidecarOptions(s, spec, hosts, joinId))
+    } catch (err) {
+      throw containerError(`service "${s.name}": cannot create its container`, err)
+    }
+    group.add(container.id, joinId === undefined, s.name)
+    try {
+      const stream = await container.attach({ stream: true, stdout: true, stderr: true }) as NodeJS.ReadableStream
+      group.follow(stream, s.name, output)
+      await container.start()
+    } catch (err) {
+      throw containerError(`service "${s.name}": cannot start its container`, err)
+    }
   }
 
   async recover(agentId: string, output: (taskId: string) => OutputSink): Promise<RecoveredContainer[]> {
-    const found = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } })
+    const all = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${agentId}`] } })
+    // sidecars are never tasks: they go with their task's main container, or now when it is gone
+    const sidecarIds = new Map<string, string[]>()
+    const groupKey = (i: Dockerode.ContainerInfo): string => `${i.Labels?.[LABEL_FRAMEWORK] ?? ''}\u0000${i.Labels?.[LABEL_TASK] ?? ''}`
+    for (const info of all) {
+      if (info.Labels?.[LABEL_SIDECAR] === undefined) continue
+      const k = groupKey(info)
+      sidecarIds.set(k, [...(sidecarIds.get(k) ?? []), info.Id])
+    }
+    const found = all.filter((i) => i.Labels?.[LABEL_SIDECAR] === undefined)
     const recovered: RecoveredContainer[] = []
+    const removals: Array<Promise<void>> = []
     for (const info of found) {
       const taskId = info.Labels?.[LABEL_TASK]
       const frameworkId = info.Labels?.[LABEL_FRAMEWORK] ?? ''
@@ -128,21 +213,35 @@ export class DockerContainerizer implements Containerizer {
       }
       const log = this.log.child({ agentId, taskId, frameworkId })
       const container = this.docker.getContainer(info.Id)
+      const ids = sidecarIds.get(groupKey(info))
+      sidecarIds.delete(groupKey(info))
+      const group = ids ? SidecarGroup.recovered(this.docker, ids, this.drainMs, log) : undefined
       let task: RunningContainer
       if (info.State === 'running' || info.State === 'paused' || info.State === 'restarting') {
-        task = await this.reattach(container, output(taskId), log)
+        task = await this.reattach(container, output(taskId), log, group)
+        if (group) this.sidecarsOf.set(info.Id, group)
       } else if (info.State === 'created') {
-        task = finished(container, { exitCode: null, killed: false, message: 'the container was created but never started' })
+        task = finished(container, { exitCode: null, killed: false, neverStarted: true, message: 'the container was created but never started' })
       } else {
         task = finished(container, await exitFromInspect(container))
       }
-      log.info({ containerId: info.Id, state: info.State }, 'recovered container')
-      recovered.push({ taskId, frameworkId, container: task })
+      // the task has ended already: its sidecars have no one left to serve
+      if (group && !this.sidecarsOf.has(info.Id)) removals.push(group.removeAll())
+      log.info({ containerId: info.Id, state: info.State, sidecars: ids?.length ?? 0 }, 'recovered container')
+      recovered.push({ taskId, frameworkId, container: task, ...(info.State === 'created' ? { neverStarted: true } : {}) })
     }
+    for (const ids of sidecarIds.values()) {
+      this.log.info({ agentId, sidecars: ids }, 'removing the sidecars of a task whose container is gone')
+      removals.push(SidecarGroup.recovered(this.docker, ids, this.drainMs, this.log).removeAll())
+    }
+    await Promise.all(removals)
     return recovered
   }
 
   async remove(containerId: string): Promise<void> {
+    const group = this.sidecarsOf.get(containerId)
+    this.sidecarsOf.delete(containerId)
+    await group?.removeAll()
     try {
       await this.docker.getContainer(containerId).remove({ force: true })
     } catch (err) {
@@ -152,7 +251,7 @@ export class DockerContainerizer implements Containerizer {
     }
   }
 
-  private async reattach(container: Dockerode.Container, output: OutputSink, log: Logger): Promise<RunningContainer> {
+  private async reattach(container: Dockerode.Container, output: OutputSink, log: Logger, group?: SidecarGroup): Promise<RunningContainer> {
     // Output from before `since` was streamed by the agent that started the container.
     const since = Math.floor(Date.now() / 1000)
     let outputDone: Promise<void> = Promise.resolve()
@@ -163,7 +262,7 @@ export class DockerContainerizer implements Containerizer {
       log.warn({ err, containerId: container.id }, 'cannot follow the logs of a recovered container')
     }
     const waiting = container.wait({ condition: 'not-running' }) as Promise<WaitBody>
-    return new DockerTask(container, waiting, outputDone, this.drainMs, log)
+    return new DockerTask(container, waiting, outputDone, this.drainMs, log, group)
   }
 
   private ensureImage(image: string, log: Logger): Promise<void> {
@@ -214,12 +313,65 @@ export class DockerContainerizer implements Containerizer {
     return this.hostsFile
   }
 
-  private createOptions(image: string, spec: LaunchSpec, hostsFile: string | undefined): Dockerode.ContainerCreateOptions {
+  /** The task's limits (memory, CPUs, pids), for its main container and each of its sidecars alike. */
+  private limits(spec: LaunchSpec): Dockerode.HostConfig {
     const memory = spec.memMb !== undefined ? Math.max(MIN_MEMORY_BYTES, Math.round(spec.memMb * 1024 * 1024)) : undefined
     const nanoCpus = spec.cpus !== undefined
       ? Math.min(availableParallelism() * 1e9, Math.max(MIN_NANO_CPUS, Math.round(spec.cpus * 1e9)))
       : undefined
+    return {
+      Init: this.init,
+      PidsLimit: this.pidsLimit,
+      ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
+      ...(nanoCpus !== undefined ? { NanoCpus: nanoCpus } : {}),
+    }
+  }
+
+  /**
+   * The network of a container: the task's mode, or the namespace of `joinId` (its first
+   * sidecar). A joined container must not disable its network: that would give it a namespace
+   * of its own. With `none`, the loopback /etc/hosts is mounted into every one of them.
+   */
+  private network(spec: LaunchSpec, hostsFile: string | undefined, joinId: string | undefined, taskMounts: Array<{ target: string }>) {
     const network = spec.network ?? 'none'
+    return {
+      disabled: network === 'none' && joinId === undefined,
+      mode: joinId !== undefined ? `container:${joinId}` : network,
+      hostsMounts: hostsFile && network === 'none' && !taskMounts.some((m) => m.target === '/etc/hosts')
+        ? [{ Type: 'bind' as const, Source: hostsFile, Target: '/etc/hosts', ReadOnly: true }]
+        : [],
+    }
+  }
+
+  private sidecarOptions(s: SidecarSpec, spec: LaunchSpec, hostsFile: string | undefined, joinId: string | undefined): Dockerode.ContainerCreateOptions {
+    const net = this.network(spec, hostsFile, joinId, [])
+    return {
+      Image: withTag(s.image),
+      ...(s.command ? { Cmd: s.command } : {}),
+      Env: Object.entries(s.env).map(([k, v]) => `${k}=${v}`),
+      Labels: {
+        ...spec.labels,
+        [LABEL_TASK]: spec.taskId,
+        [LABEL_FRAMEWORK]: spec.frameworkId,
+        [LABEL_AGENT]: spec.agentId,
+        [LABEL_SIDECAR]: s.name,
+      },
+      NetworkDisabled: net.disabled,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: false,
+      OpenStdin: false,
+      HostConfig: {
+        Mounts: net.hostsMounts,
+        NetworkMode: net.mode,
+        AutoRemove: false,
+        ...this.limits(spec),
+      },
+    }
+  }
+
+  private createOptions(image: string, spec: LaunchSpec, hostsFile: string | undefined, joinId?: string): Dockerode.ContainerCreateOptions {
+    const net = this.network(spec, hostsFile, joinId, spec.mounts)
     return {
       Image: image,
       Cmd: spec.command,
@@ -234,7 +386,7 @@ export class DockerContainerizer implements Containerizer {
       // Network `none` through the null driver costs ~200 ms per start here; a disabled network
       // gives the same isolated namespace (loopback only) without involving libnetwork at all,
       // with our own /etc/hosts in place of the engine's.
-      NetworkDisabled: network === 'none',
+      NetworkDisabled: net.disabled,
       AttachStdout: true,
       AttachStderr: true,
       Tty: false,
@@ -243,16 +395,11 @@ export class DockerContainerizer implements Containerizer {
         Mounts: [
           { Type: 'bind', Source: spec.sandbox, Target: SANDBOX_MOUNT, ReadOnly: false },
           ...spec.mounts.map((m) => ({ Type: 'bind' as const, Source: m.source, Target: m.target, ReadOnly: m.readOnly ?? false })),
-          ...(hostsFile && network === 'none' && !spec.mounts.some((m) => m.target === '/etc/hosts')
-            ? [{ Type: 'bind' as const, Source: hostsFile, Target: '/etc/hosts', ReadOnly: true }]
-            : []),
+          ...net.hostsMounts,
         ],
-        NetworkMode: network,
+        NetworkMode: net.mode,
         AutoRemove: false,
-        Init: this.init,
-        PidsLimit: this.pidsLimit,
-        ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
-        ...(nanoCpus !== undefined ? { NanoCpus: nanoCpus } : {}),
+        ...this.limits(spec),
       },
     }
   }
@@ -275,6 +422,7 @@ class DockerTask implements RunningContainer {
     outputDone: Promise<void>,
     drainMs: number,
     private readonly log: Logger,
+    private readonly sidecars?: SidecarGroup,
   ) {
     this.id = container.id
     this.exited = this.watch(waiting, outputDone, drainMs)
@@ -309,7 +457,8 @@ class DockerTask implements RunningContainer {
       const exitCode = typeof body.StatusCode === 'number' ? body.StatusCode : null
       info = { exitCode, killed: this.killRequested }
       if (body.Error?.Message) info.message = body.Error.Message
-      await bounded(outputDone, drainMs)
+      // the main container is the task: its sidecars go as soon as it has exited
+      await Promise.all([bounded(outputDone, drainMs), this.sidecars?.removeAll()])
       // Only a failed command can have been OOM-killed; a clean exit needs no extra round trip.
       if (exitCode !== 0) {
         const state = await this.container.inspect().then((i) => i.State, () => undefined)
@@ -318,9 +467,93 @@ class DockerTask implements RunningContainer {
     } catch (err) {
       info = { exitCode: null, killed: this.killRequested, message: `cannot wait for container ${this.id}: ${reasonOf(err)}` }
     }
+    await this.sidecars?.removeAll()
     this.done = true
     this.log.debug({ containerId: this.id, ...info }, 'container exited')
     return info
+  }
+}
+
+/** The sidecars of one task: who owns the network, their output, and how they go. */
+class SidecarGroup {
+  readonly ids: string[] = []
+  networkOwner?: string
+  private readonly names = new Map<string, string>()
+  private readonly outputs: Array<Promise<void>> = []
+  private readonly flushes: Array<() => void> = []
+  private removing?: Promise<void>
+
+  constructor(private readonly docker: Dockerode, private readonly drainMs: number, private readonly log: Logger) {}
+
+  /** The sidecars of a task found after an agent restart (their output is not followed again). */
+  static recovered(docker: Dockerode, ids: string[], drainMs: number, log: Logger): SidecarGroup {
+    const group = new SidecarGroup(docker, drainMs, log)
+    for (const id of ids) group.add(id, false)
+    return group
+  }
+
+  add(id: string, ownsNetwork: boolean, name?: string): void {
+    this.ids.push(id)
+    if (name) this.names.set(id, name)
+    if (ownsNetwork) this.networkOwner = id
+  }
+
+  /** Sends a sidecar's output (both streams) to the task's stderr, each line prefixed with `[service <name>] `. */
+  follow(stream: NodeJS.ReadableStream, name: string, output: OutputSink): void {
+    const prefixed = prefixedLines(output, `[service ${name}] `)
+    this.flushes.push(prefixed.flush)
+    this.outputs.push(pipeOutput(this.docker, stream, prefixed.sink, this.log))
+  }
+
+  /** When the sidecar that owns the network has stopped: what became of it; else undefined. */
+  async ownerExit(): Promise<string | undefined> {
+    if (!this.networkOwner) return undefined
+    const state = await this.docker.getContainer(this.networkOwner).inspect().then((i) => i.State, () => undefined)
+    if (!state || state.Running) return undefined
+    const name = this.names.get(this.networkOwner) ?? this.networkOwner.slice(0, 12)
+    return `service "${name}" exited with code ${state.ExitCode}${state.OOMKilled ? ' (out of memory)' : ''}`
+  }
+
+  /** Kills and removes every sidecar (once; never rejects), then flushes their last output. */
+  removeAll(): Promise<void> {
+    this.removing ??= (async () => {
+      await Promise.all(this.ids.map((id) => this.docker.getContainer(id).remove({ force: true }).catch((err: unknown) => {
+        // 404: gone already; 409: being removed
+        if (statusOf(err) !== 404 && statusOf(err) !== 409) this.log.warn({ err: reasonOf(err), containerId: id }, 'cannot remove a sidecar')
+      })))
+      await bounded(Promise.all(this.outputs).then(() => undefined), this.drainMs)
+      for (const flush of this.flushes) flush()
+    })()
+    return this.removing
+  }
+}
+
+/** An output sink that writes whole lines, each with `prefix`, into the stderr of `output`. */
+function prefixedLines(output: OutputSink, prefix: string): { sink: OutputSink; flush: () => void } {
+  const MAX_LINE = 16_384
+  const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') }
+  const partial = { stdout: '', stderr: '' }
+  const emit = (lines: string[]): void => {
+    if (lines.length > 0) output('stderr', Buffer.from(lines.map((l) => `${prefix}${l}\n`).join('')))
+  }
+  return {
+    sink(which, chunk) {
+      const lines = (partial[which] + decoders[which].write(chunk)).split('\n')
+      let rest = lines.pop() ?? ''
+      if (rest.length > MAX_LINE) {
+        lines.push(rest)
+        rest = ''
+      }
+      partial[which] = rest
+      emit(lines)
+    },
+    flush() {
+      for (const which of ['stdout', 'stderr'] as const) {
+        const rest = partial[which] + decoders[which].end()
+        partial[which] = ''
+        if (rest) emit([rest])
+      }
+    },
   }
 }
 

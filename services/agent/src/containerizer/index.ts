@@ -10,10 +10,10 @@
 import Dockerode from 'dockerode'
 
 export type {
-  Containerizer, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer,
+  Containerizer, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer, SidecarSpec,
 } from './types.js'
 export { SANDBOX_MOUNT } from './types.js'
-export { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './labels.js'
+export { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_SIDECAR, LABEL_TASK } from './labels.js'
 export { DockerContainerizer, withTag, type DockerContainerizerOptions } from './docker.js'
 export { ProcessContainerizer, type ProcessContainerizerOptions } from './process.js'
 

@@ -7,3 +7,5 @@ export const LABEL_TASK = 'regatta.task'
 export const LABEL_FRAMEWORK = 'regatta.framework'
 /** The agent that started the container; `recover(agentId)` lists containers by this label. */
 export const LABEL_AGENT = 'regatta.agent'
+/** On a sidecar container only: the sidecar's name. Such a container is never a task of its own. */
+export const LABEL_SIDECAR = 'regatta.sidecar'

@@ -27,6 +27,9 @@ export interface ProcessContainerizerOptions {
   outputDrainMs?: number
 }
 
+/** Why a task with sidecars cannot run here. */
+export const SIDECARS_NEED_DOCKER = 'sidecars need the Docker containerizer'
+
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
 // Moves the shell into the task's cgroups, then execs the command: everything the command
@@ -63,6 +66,7 @@ export class ProcessContainerizer implements Containerizer {
 
   async launch(spec: LaunchSpec, output: OutputSink): Promise<RunningContainer> {
     const log = this.log.child({ taskId: spec.taskId, frameworkId: spec.frameworkId })
+    if (spec.sidecars?.length) throw new RegattaError('CONTAINER_ERROR', SIDECARS_NEED_DOCKER)
     const [file, ...args] = spec.command
     if (!file) throw new RegattaError('CONTAINER_ERROR', `task ${spec.taskId}: empty command`)
     const cwd = hostWorkdir(spec)

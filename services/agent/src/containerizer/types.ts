@@ -22,6 +22,21 @@ export interface LaunchSpec {
   memMb?: number
   /** Labels that name the task and framework (and the agent), for recovery and cleanup. */
   labels: Record<string, string>
+  /**
+   * Containers started before the main one, in its network namespace (Docker only; the process
+   * containerizer refuses a task with sidecars). Removed when the main container exits.
+   */
+  sidecars?: SidecarSpec[]
+}
+
+export interface SidecarSpec {
+  /** Unique within the task. */
+  name: string
+  image: string
+  /** argv; absent: the image's command. */
+  command?: string[]
+  /** The sidecar's environment (the task's own environment is not passed on). */
+  env: Record<string, string>
 }
 
 export interface ExitInfo {
@@ -33,6 +48,11 @@ export interface ExitInfo {
   killed: boolean
   /** A human reason when the container failed outside the command (e.g. lost, could not wait). */
   message?: string
+  /**
+   * The container was created but never started (its agent died between the two): the command
+   * never ran, so the task may safely be launched again.
+   */
+  neverStarted?: boolean
 }
 
 export interface OutputSink {
@@ -52,6 +72,8 @@ export interface RecoveredContainer {
   taskId: string
   frameworkId: string
   container: RunningContainer
+  /** Created but never started: not running, and never was (see ExitInfo.neverStarted). */
+  neverStarted?: boolean
 }
 
 export interface Containerizer {
