@@ -173,12 +173,21 @@ export class Master {
   private async lead(epoch: number): Promise<void> {
     if (this.stopped) return
     // start from the registry, never from what this master knew before: another may have led since
-    try {
-      await this.recoverRegistry()
-    } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'cannot read the registry; stepping down')
-      this.lease.demote('cannot read the registry')
-      return
+    // a replicated bucket can be unavailable for seconds while NATS elects a stream leader:
+    // keep trying while the lease holds, rather than hand leadership around
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.recoverRegistry()
+        break
+      } catch (err) {
+        if (this.stopped || !this.lease.isLeader || attempt >= 10) {
+          this.log.error({ err: (err as Error).message }, 'cannot read the registry; stepping down')
+          this.lease.demote('cannot read the registry')
+          return
+        }
+        this.log.warn({ err: (err as Error).message, attempt }, 'cannot read the registry yet; retrying')
+        await new Promise((r) => setTimeout(r, 500))
+      }
     }
     this.leading = true
     const serveOpts = { logger: this.log, onInvalid: (subject: string) => this.o.metrics?.invalidMessage(subject) }
