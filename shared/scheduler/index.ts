@@ -49,6 +49,8 @@ export class Scheduler {
   private readonly heldOffers = new Map<string, { agentId: string; epoch: number }>()
   /** Tasks launched and not ended yet, with their agent: what to reconcile after a failover. */
   private readonly liveTasks = new Map<string, string | undefined>()
+  /** Tasks whose ACCEPT has not been answered: its answer (or a DROPPED) tells their fate. */
+  private readonly launching = new Set<string>()
 
   constructor(private readonly o: SchedulerOptions) {
     this.frameworkId = o.framework.id ?? randomUUID()
@@ -151,7 +153,8 @@ export class Scheduler {
     if (first) return
     this.log.info({ epoch }, 'a new master leads: rescinding held offers and reconciling tasks')
     for (const [offerId, held] of [...this.heldOffers]) if (held.epoch < epoch) this.deliver({ type: 'RESCIND', offerId })
-    const tasks = [...this.liveTasks].map(([taskId, agentId]) => ({ taskId, ...(agentId ? { agentId } : {}) }))
+    const tasks = [...this.liveTasks].filter(([taskId]) => !this.launching.has(taskId))
+      .map(([taskId, agentId]) => ({ taskId, ...(agentId ? { agentId } : {}) }))
     if (tasks.length > 0) this.reconcile(tasks).catch((err: Error) => this.log.warn({ err: err.message }, 'reconciliation after failover failed'))
   }
 
@@ -184,8 +187,13 @@ export class Scheduler {
   accept(offerIds: string[], tasks: TaskSpec[], filters?: Filters): Promise<void> {
     const agentId = offerIds.map((id) => this.heldOffers.get(id)?.agentId).find((a) => a !== undefined)
     for (const id of offerIds) this.heldOffers.delete(id)
-    for (const t of tasks) this.liveTasks.set(t.taskId, agentId)
+    for (const t of tasks) {
+      this.liveTasks.set(t.taskId, agentId)
+      this.launching.add(t.taskId)
+    }
+    const done = (): void => { for (const t of tasks) this.launching.delete(t.taskId) }
     return this.call('ACCEPT', { offerIds, operations: tasks.length ? [{ type: 'LAUNCH', tasks }] : [], ...(filters ? { filters } : {}) })
+      .finally(done)
   }
 
   /** Convenience: launch on one offer. */

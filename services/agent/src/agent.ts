@@ -77,6 +77,10 @@ interface LiveTask {
 const MAX_SIDECARS = 8
 const MAX_MESSAGE = 8192
 
+/** How long, and how many, ended tasks an agent keeps reporting after their end was stored. */
+const ENDED_RETENTION_MS = 120_000
+const ENDED_MAX = 10_000
+
 const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u0000${taskId}`
 
 /** A mount source relative to the sandbox; one that climbs out of it is refused. */
@@ -122,6 +126,8 @@ export class Agent {
   private readonly clock: Clock
   private readonly checkpoints: CheckpointStore
   private readonly tasks = new Map<string, LiveTask>()
+  /** Tasks that ended recently (their end stored in JetStream), in the order they ended. */
+  private readonly ended = new Map<string, { task: TaskInfo; status: TaskStatus; at: number }>()
   /** Sends status updates into JetStream, in order, batched per framework. */
   private readonly updates: StatusUpdateSender
   private sub?: Subscription
@@ -218,7 +224,10 @@ export class Agent {
         try {
           const reply = await requestWithRetry(this.nc, Subjects.agentRegister, {
             agent: this.info,
-            tasks: [...this.tasks.values()].map((t) => ({ task: t.info, status: t.status })),
+            tasks: [
+              ...[...this.tasks.values()].map((t) => ({ task: t.info, status: t.status })),
+              ...(this.pruneEnded(), [...this.ended.values()].map((e) => ({ task: e.task, status: e.status }))),
+            ],
           }, AgentRegistered, { deadlineMs: 60_000 })
           this.acceptEpoch(reply.epoch)
           this.heartbeatIntervalMs = reply.heartbeatIntervalMs
@@ -553,13 +562,25 @@ export class Agent {
     t.checkpointed = this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
     this.updates.send(status).then(() => {
       if (isTerminal(status.state) && t.status === status) {
-        // stored in JetStream: JetStream now owns delivery to the framework
+        // stored in JetStream: JetStream now owns delivery to the framework. The agent still
+        // reports it for a while (re-registration), so that a new leader answers a
+        // reconciliation with how it ended rather than "unknown" while the update is in flight.
         this.tasks.delete(k)
+        this.ended.set(k, { task: t.info, status, at: this.clock.now() })
+        this.pruneEnded()
         this.checkpoints.remove(t.info.frameworkId, t.info.taskId).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, "checkpoint failed"))
       }
     }, () => {
       // the agent is stopping: the checkpoint keeps the update for the restarted agent
     })
+  }
+
+  private pruneEnded(): void {
+    const cutoff = this.clock.now() - ENDED_RETENTION_MS
+    for (const [k, e] of this.ended) {
+      if (e.at >= cutoff && this.ended.size <= ENDED_MAX) break
+      this.ended.delete(k)
+    }
   }
 
   // ---- recovery ---------------------------------------------------------------------------
