@@ -47,9 +47,10 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     secret: o.webhookSecret,
     logger: o.logger,
     seen: o.deliveries,
-    onTrigger: async (t) => {
+    onTrigger: (t) => {
+      // answered at once: planning (a checkout) happens in the background, a few at a time
       triggers.inc({ kind: t.kind })
-      await o.service.trigger(t)
+      o.service.submit(t)
     },
   })
 

@@ -25,6 +25,8 @@ import type { Trigger } from './trigger.js'
 export const RUNS_BUCKET = 'regatta-runs'
 export const CI_FRAMEWORK_ID = 'regatta-ci'
 export const CI_ROLES = ['ci/push', 'ci/tag', 'ci/pull_request', 'ci/schedule', 'ci/manual']
+/** Plans (each a checkout of the commit) at the same time. */
+export const MAX_PLANNING = 4
 
 /** What the service keeps about a run besides its machine. */
 export interface RunMeta {
@@ -178,6 +180,31 @@ export class CiService {
       } catch (err) {
         this.log.error({ key: k, err: (err as Error).message }, 'cannot resume a stored run')
       }
+    }
+  }
+
+  private planning = 0
+  private readonly planQueue: Trigger[] = []
+
+  /**
+   * Queues a trigger to be planned soon (at most MAX_PLANNING at a time: each plan checks a
+   * commit out): a webhook is answered at once, however many pushes arrive together.
+   */
+  submit(trigger: Trigger): void {
+    this.planQueue.push(trigger)
+    this.drainPlans()
+  }
+
+  private drainPlans(): void {
+    while (this.planning < MAX_PLANNING && this.planQueue.length > 0) {
+      const next = this.planQueue.shift()!
+      this.planning++
+      this.trigger(next)
+        .catch((err: Error) => this.log.error({ err: err.message, repo: next.repo.fullName, sha: next.sha }, 'cannot start a run'))
+        .finally(() => {
+          this.planning--
+          this.drainPlans()
+        })
     }
   }
 
