@@ -59,7 +59,11 @@ jobs:
   build:
     image: regatta/busybox:latest
     resources: { cpus: 0.5, mem: 128 }
+    cache: { key: "deps-\${{ hashFiles('src.txt') }}", paths: [deps] }
+    artifacts: [out/]
     steps:
+      - name: deps
+        run: if [ -f deps/fetched ]; then echo deps from cache; else mkdir -p deps && echo yes > deps/fetched && echo deps fetched; fi
       - name: compile
         run: mkdir -p out && echo built > out/app.txt && echo "compiled $(cat src.txt)"
   test:
@@ -67,8 +71,14 @@ jobs:
     matrix: { shard: [1, 2] }
     image: regatta/busybox:latest
     resources: { cpus: 0.5, mem: 128 }
+    services:
+      web:
+        image: regatta/busybox:latest
+        command: [httpd, -f, -p, "9000", -h, /etc]
     steps:
       - run: echo "testing shard \${{ matrix.shard }} of $(cat src.txt)"
+      - name: service
+        run: for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O /dev/null http://127.0.0.1:9000/hostname && break; sleep 0.3; done && echo service answered
   report:
     needs: [test]
     image: regatta/busybox:latest
@@ -108,9 +118,29 @@ t.test('Checks that a signed push runs the DAG with its matrix and reports pendi
 
   // the logs are complete and in order
   const buildLog = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/build')}/log`)).text()
-  t.match(buildLog, /::regatta step 1 compile\ncompiled hello-source/)
+  t.match(buildLog, /::regatta step 2 compile\ncompiled hello-source/)
   const shardLog = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/test (shard=2)')}/log`)).text()
   t.match(shardLog, /testing shard 2 of hello-source/)
+  t.match(shardLog, /service answered/, 'the sidecar service answered on 127.0.0.1')
+  t.match(buildLog, /deps fetched/, 'the first run fills the cache')
+
+  // artifacts: the build's out/ as a tar.gz
+  const art = await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/build')}/artifacts`)
+  t.equal(art.status, 200)
+  t.equal(art.headers.get('content-type'), 'application/gzip')
+  const bytes = Buffer.from(await art.arrayBuffer())
+  const { gunzipSync } = await import('node:zlib')
+  t.match(gunzipSync(bytes).toString('latin1'), /out\/app\.txt[\s\S]*built/, 'the archive holds out/app.txt')
+  t.equal((await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/report')}/artifacts`)).status, 404, 'a job without artifacts has none')
+
+  // a second push of the same sources restores the cache
+  const sha2 = await repo.commit({ 'other.txt': 'x' })
+  t.equal((await push(sha2)).status, 202)
+  const run2 = await waitForRun(sha2, (s) => ['succeeded', 'failed', 'error', 'cancelled'].includes(s))
+  t.equal(run2.state, 'succeeded')
+  const buildLog2 = await (await fetch(`${ci.url}/api/v1/runs/${run2.runId}/jobs/${encodeURIComponent('ci/build')}/log`)).text()
+  t.match(buildLog2, /deps from cache/, 'the next run finds the cache restored')
+
   const reportLog = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/report')}/log`)).text()
   t.match(reportLog, new RegExp(`report for ${sha}`))
 })

@@ -12,6 +12,9 @@ import { runView } from './views.js'
 import { taskOutput, taskOutputText } from './logs.js'
 import { CI_FRAMEWORK_ID } from './service.js'
 import { manualTrigger } from './manual.js'
+import { artifactName } from './task-spec.js'
+import { Readable } from 'node:stream'
+import { Buckets } from '../../../shared/protocol/index.js'
 
 export interface CiHttpOptions {
   service: CiService
@@ -140,6 +143,28 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
       send('end', { runId: id, job })
       res.end()
     }
+  })
+
+  // a job's artifacts: the tar.gz its last attempt saved (the job's `artifacts` paths)
+  app.get('/api/v1/runs/:id/jobs/:job/artifacts', async (req, reply) => {
+    const { id, job } = req.params as { id: string; job: string }
+    const taskIds = await o.service.jobTasks(id, job)
+    const taskId = taskIds[taskIds.length - 1]
+    if (!taskId) throw new RegattaError('NOT_FOUND', `no job ${job} in run ${id}, or it never ran`)
+    let store
+    try {
+      store = await o.nc.jetstream().views.os(Buckets.artifacts)
+    } catch {
+      throw new RegattaError('NOT_FOUND', 'no artifacts were ever saved')
+    }
+    const name = artifactName(taskId)
+    const info = await store.info(name)
+    if (!info || info.deleted) throw new RegattaError('NOT_FOUND', `job ${job} of run ${id} saved no artifacts`)
+    const result = await store.get(name)
+    if (!result) throw new RegattaError('NOT_FOUND', `job ${job} of run ${id} saved no artifacts`)
+    const file = `${id}-${job.replace(/[^A-Za-z0-9._-]+/g, '_')}.tar.gz`
+    void reply.header('content-type', 'application/gzip').header('content-disposition', `attachment; filename="${file}"`).header('content-length', String(info.size))
+    return reply.send(Readable.fromWeb(result.data as unknown as import('node:stream/web').ReadableStream<Uint8Array>))
   })
 
   if (o.page) {

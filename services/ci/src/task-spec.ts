@@ -24,6 +24,11 @@ export function stepsScript(steps: PlannedJob['steps']): string {
   return lines.join('\n')
 }
 
+/** The object (bucket `regatta-artifacts`) holding an attempt's artifacts: a tar.gz of the job's `artifacts` paths. */
+export function artifactName(taskId: string): string {
+  return `${taskId}.tar.gz`
+}
+
 /** A task id for attempt `attempt` of a job: the allowed characters, unique per run, job and attempt. */
 export function taskIdFor(runId: string, jobId: string, attempt: number): string {
   const slug = jobId.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 60) || 'job'
@@ -73,5 +78,12 @@ export function taskSpecFor(i: TaskSpecInput): TaskSpec {
       ...(i.githubToken && trigger.repo.cloneUrl.startsWith('https://') ? { token: i.githubToken } : {}),
     },
     labels: { 'regatta.run': i.runId, 'regatta.job': job.id },
+    ...(job.services.length > 0 ? {
+      sidecars: job.services.map((svc) => ({
+        name: svc.name, image: svc.image, env: { ...svc.env }, ...(svc.command ? { command: svc.command } : {}),
+      })),
+    } : {}),
+    ...(job.cache && job.cache.paths.length > 0 ? { cache: { key: job.cache.key, paths: job.cache.paths } } : {}),
+    ...(job.artifacts.length > 0 ? { artifacts: { name: artifactName(taskIdFor(i.runId, job.id, i.attempt)), paths: job.artifacts } } : {}),
   }
 }
