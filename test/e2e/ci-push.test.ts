@@ -78,7 +78,7 @@ jobs:
     steps:
       - run: echo "testing shard \${{ matrix.shard }} of $(cat src.txt)"
       - name: service
-        run: for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O /dev/null http://127.0.0.1:9000/hostname && break; sleep 0.3; done && echo service answered
+        run: for i in 1 2 3 4 5 6 7 8 9 10; do wget -q -O /dev/null http://web:9000/hostname && break; sleep 0.3; done && echo service answered
   report:
     needs: [test]
     image: regatta/busybox:latest
@@ -121,7 +121,7 @@ t.test('Checks that a signed push runs the DAG with its matrix and reports pendi
   t.match(buildLog, /::regatta step 2 compile\ncompiled hello-source/)
   const shardLog = await (await fetch(`${ci.url}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent('ci/test (shard=2)')}/log`)).text()
   t.match(shardLog, /testing shard 2 of hello-source/)
-  t.match(shardLog, /service answered/, 'the sidecar service answered on 127.0.0.1')
+  t.match(shardLog, /service answered/, 'the sidecar service answered by its name')
   t.match(buildLog, /deps fetched/, 'the first run fills the cache')
 
   // artifacts: the build's out/ as a tar.gz

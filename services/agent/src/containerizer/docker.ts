@@ -95,7 +95,9 @@ export class DockerContainerizer implements Containerizer {
         throw new RegattaError(e.code, `service "${s.name}": ${e.message}`, { cause: err })
       })),
     ])
-    const hosts = spec.network === 'host' ? undefined : await this.loopbackHosts()
+    let hosts = spec.network === 'host' ? undefined : await this.loopbackHosts()
+    // services answer on loopback (one network namespace) and by their names, as in a pipeline's `services`
+    if (hosts && sidecars.length > 0) hosts = await this.taskHosts(spec.sandbox, sidecars.map((s) => s.name))
     if (sidecars.length === 0) return this.launchMain(image, spec, hosts, output, log)
     const group = await this.startSidecars(spec, sidecars, hosts, output, log)
     try {
@@ -296,6 +298,17 @@ export class DockerContainerizer implements Containerizer {
     } catch (err) {
       throw new RegattaError('IMAGE_PULL_FAILED', `image ${image}: ${reasonOf(err)}`, { cause: err })
     }
+  }
+
+  /** A task's own /etc/hosts (in its sandbox): loopback, plus its services' names as 127.0.0.1. */
+  private async taskHosts(sandbox: string, names: string[]): Promise<string> {
+    const file = join(sandbox, '.regatta-hosts')
+    try {
+      await writeFile(file, `${LOOPBACK_HOSTS}127.0.0.1\t${names.join(' ')}\n`, { mode: 0o644 })
+    } catch (err) {
+      throw containerError(`cannot write ${file}`, err)
+    }
+    return file
   }
 
   /** Writes the loopback /etc/hosts once (atomically: other agents on the host may share it). */
