@@ -7,6 +7,7 @@ import type { HostPort } from '../../../shared/config/index.js'
 import { StatusReporter, type DeliveryLog } from './github/index.js'
 import { CiService } from './service.js'
 import { createCiHttp } from './http.js'
+import { runsPage } from './ui/page.js'
 import { Schedules } from './schedules.js'
 
 export const DELIVERIES_BUCKET = 'regatta-deliveries'
@@ -69,7 +70,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   await schedules.open()
   const deliveries = await KvDeliveryLog.open(nc, o.replicas)
   if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
-  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, ...(o.page ? { page: o.page } : {}) })
+  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, page: o.page ?? runsPage })
   await app.listen({ host: o.http.host, port: o.http.port })
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : o.http.port

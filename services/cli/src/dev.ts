@@ -1,11 +1,15 @@
 // `regatta dev`: everything on one machine: a local nats-server, a master, an agent (Docker
-// when an engine answers, else the process containerizer); CI and scaler join as they land.
+// when an engine answers, else the process containerizer) and the CI service; the scaler joins
+// when it lands.
+import { randomBytes } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { spawnNatsServer } from '../../../shared/nats/server.js'
 import { createLogger } from '../../../shared/log/index.js'
 import { runMaster } from '../../master/src/main.js'
 import { runAgent } from '../../agent/src/main.js'
+import { ciEnv, runCi } from '../../ci/src/main.js'
+import { assertListenable } from './ports.js'
 
 export interface DevOptions {
   natsPort: number
@@ -18,29 +22,56 @@ export interface DevOptions {
 export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> {
   const logger = createLogger('dev')
   const dataDir = resolve(o.dataDir)
+  const ciAt = { host: '127.0.0.1', port: o.ciPort }
+  await assertListenable(ciAt, '--ci-port')
   await mkdir(join(dataDir, 'nats'), { recursive: true })
-  const nats = await spawnNatsServer({ port: o.natsPort, storeDir: join(dataDir, 'nats') })
-  const master = await runMaster({ natsUrl: nats.url, id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master') })
-  const agent = await runAgent({
-    natsUrl: nats.url, workDir: join(dataDir, 'agent'), logger: createLogger('agent'),
-    ...(o.containerizer ? { containerizer: o.containerizer } : {}),
-  })
-  const lines = [
-    'Regatta is running on this machine:',
-    `  NATS        ${nats.url}`,
-    `  master UI   ${master.httpUrl ?? '-'}/`,
-    `  agent       ${agent.agent.id} (${agent.agent.info.containerizer} containerizer)`,
-    '',
-    'Try:  npx regatta status',
-    "      npx regatta exec -- sh -c 'echo hello from a container'",
-  ]
-  process.stdout.write(`${lines.join('\n')}\n`)
-  logger.debug({ ciPort: o.ciPort }, 'the CI service is not part of this build yet')
-  return {
-    async stop() {
-      await agent.stop()
-      await master.stop()
-      await nats.stop()
-    },
+  // what is started so far, stopped newest first on shutdown, or when a later part fails to start
+  // (a nats-server left behind would keep the command from exiting)
+  const started: Array<() => Promise<void>> = []
+  const stopAll = async (): Promise<void> => {
+    for (const stop of started.splice(0).reverse()) await stop().catch((err: unknown) => logger.warn({ err }, 'stopping a part failed'))
   }
+  try {
+    const nats = await spawnNatsServer({ port: o.natsPort, storeDir: join(dataDir, 'nats') })
+    started.push(() => nats.stop())
+    const master = await runMaster({ natsUrl: nats.url, id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master') })
+    started.push(() => master.stop())
+    const agent = await runAgent({
+      natsUrl: nats.url, workDir: join(dataDir, 'agent'), logger: createLogger('agent'),
+      ...(o.containerizer ? { containerizer: o.containerizer } : {}),
+    })
+    started.push(() => agent.stop())
+    // webhooks need a secret: without one set, make one up and show it, so that a GitHub
+    // webhook can be pointed at this machine right away
+    const env = ciEnv()
+    const secretGenerated = env.webhookSecret === undefined
+    const webhookSecret = env.webhookSecret ?? randomBytes(16).toString('hex')
+    const ci = await runCi({
+      ...env, natsUrl: nats.url, http: ciAt, webhookSecret, logger: createLogger('ci'),
+      // status links point at this machine's runs UI (port 0 is known only once listening)
+      ...(env.publicUrl || o.ciPort === 0 ? {} : { publicUrl: `http://127.0.0.1:${o.ciPort}` }),
+    })
+    started.push(() => ci.stop())
+    const lines = [
+      'Regatta is running on this machine:',
+      `  NATS        ${nats.url}`,
+      `  master UI   ${master.httpUrl ?? '-'}/`,
+      `  agent       ${agent.agent.id} (${agent.agent.info.containerizer} containerizer)`,
+      `  runs UI     ${ci.url}/`,
+      `  webhook     ${ci.url}/webhooks/github`,
+      secretGenerated
+        ? `  secret      ${webhookSecret} (generated; set REGATTA_WEBHOOK_SECRET to choose one)`
+        : '  secret      from REGATTA_WEBHOOK_SECRET',
+      '',
+      'Try:  npx regatta status',
+      "      npx regatta exec -- sh -c 'echo hello from a container'",
+      '      npx regatta pipeline validate',
+      '      npx regatta trigger --repo file://$PWD --ref main && npx regatta runs ls',
+    ]
+    process.stdout.write(`${lines.join('\n')}\n`)
+  } catch (err) {
+    await stopAll()
+    throw err
+  }
+  return { stop: stopAll }
 }

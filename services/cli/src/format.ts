@@ -1,6 +1,8 @@
-// Human output of the `regatta` CLI from a ClusterState (`regatta status`, `regatta agents ls`).
-// Pure: state in, text out; `--json` output does not come through here.
+// Human output of the `regatta` CLI from a ClusterState (`regatta status`, `regatta agents ls`)
+// and from the CI service's runs (`regatta runs ls|show`).
+// Pure: data in, text out; `--json` output does not come through here.
 import { TASK_STATES, type Amounts, type ClusterState } from '../../../shared/protocol/index.js'
+import type { JobView, RunView } from '../../ci/src/views.js'
 
 const MIB_PER_GIB = 1024
 const MIB_PER_TIB = 1024 * 1024
@@ -112,4 +114,71 @@ function countBy(values: readonly string[], order: readonly string[]): Array<[st
 
 function countsLine(total: number, counts: Array<[string, number]>): string {
   return counts.length === 0 ? String(total) : `${total} (${counts.map(([k, n]) => `${n} ${k}`).join(', ')})`
+}
+
+// ---- runs (`regatta runs ls`, `regatta runs show`), from the CI service's RunView JSON ----------
+
+/** A ref as people say it: `main` for refs/heads/main, `v1.2` for refs/tags/v1.2, `pr #7` for refs/pull/7/... */
+export function shortRef(ref: string): string {
+  const pull = /^refs\/pull\/(\d+)\//.exec(ref)
+  if (pull) return `pr #${pull[1]}`
+  return ref.replace(/^refs\/(heads|tags)\//, '')
+}
+
+/** How long a run or job took: from its start to its end (or to `now` while it runs); `-` before it starts. */
+function took(startedAt: number | null, finishedAt: number | null, now: number): string {
+  if (startedAt === null) return '-'
+  return humanDuration((finishedAt ?? now) - startedAt)
+}
+
+/** `regatta runs ls`: one row per run, newest first as the service lists them. */
+export function formatRuns(runs: readonly RunView[], now: number = Date.now()): string {
+  if (runs.length === 0) return 'No runs yet.'
+  return table(
+    ['RUN', 'REPO', 'REF', 'SHA', 'STATE', 'JOBS', 'AGE', 'DURATION'],
+    runs.map((r) => [
+      r.runId,
+      r.repo,
+      shortRef(r.ref),
+      r.sha.slice(0, 7),
+      r.state,
+      `${r.jobs.filter((j) => j.state === 'succeeded').length}/${r.jobs.length}`,
+      humanDuration(now - r.createdAt),
+      took(r.startedAt, r.finishedAt, now),
+    ]),
+  )
+}
+
+/** `regatta runs show ID`: the run's fields, then one row per job in the run's order. */
+export function formatRun(run: RunView, now: number = Date.now()): string {
+  const lines: string[] = []
+  // multi-line values (a pipeline error lists one file:line:col a line) stay under their field
+  const field = (name: string, value: string) => lines.push(`${`${name}:`.padEnd(12)}${value.split('\n').join(`\n${' '.repeat(12)}`)}`)
+  field('Run', run.runId)
+  field('Repo', run.repo)
+  field('Ref', run.ref === shortRef(run.ref) ? run.ref : `${shortRef(run.ref)} (${run.ref})`)
+  field('Commit', run.sha)
+  field('Trigger', `${run.kind}${run.actor && run.actor !== run.kind ? ` by ${run.actor}` : ''}`)
+  field('State', run.state)
+  field('Created', `${humanDuration(now - run.createdAt)} ago`)
+  field('Duration', took(run.startedAt, run.finishedAt, now))
+  if (run.error) field('Error', run.error)
+  if (run.supersededBy) field('Superseded', `by run ${run.supersededBy}`)
+  lines.push('')
+  if (run.jobs.length === 0) {
+    lines.push('No jobs.')
+  } else {
+    lines.push(table(
+      ['JOB', 'STATE', 'ATTEMPT', 'EXIT', 'DURATION', 'STATUS'],
+      run.jobs.map((j: JobView) => [
+        j.id,
+        j.state,
+        j.attempt,
+        j.exitCode === null ? '-' : j.exitCode,
+        took(j.startedAt, j.finishedAt, now),
+        `${j.status}: ${j.description}`,
+      ]),
+    ))
+  }
+  return lines.join('\n')
 }

@@ -6,6 +6,7 @@ import { connectNats, requestWithRetry, type NatsConnection } from '../../../sha
 import { createLogger } from '../../../shared/log/index.js'
 import { natsUrl, parseDuration, parseHostPort, parseIntArg, parseNumberArg } from '../../../shared/config/index.js'
 import { formatAgents, formatStatus } from './format.js'
+import type { CiClient } from './ci-client.js'
 
 const program = new Command()
 program
@@ -156,6 +157,108 @@ agents.command('ls')
   .action(async (opts: { nats?: string; json?: boolean }) => {
     const state = await clusterState(opts.nats)
     process.stdout.write(opts.json ? `${JSON.stringify(state.agents)}\n` : `${formatAgents(state)}\n`)
+  })
+
+program.command('ci')
+  .description('run the CI service: GitHub webhooks, pipelines, the runs API and web UI (env: REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN, REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL)')
+  .addOption(natsOption())
+  .option('--http <host:port>', 'HTTP address: webhooks, runs API and UI', '0.0.0.0:8080')
+  .option('--public-url <url>', 'base URL of the runs UI, for links in commit statuses (env REGATTA_PUBLIC_URL)')
+  .option('--replicas <n>', 'JetStream KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
+  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string }) => {
+    const { runCi, ciEnv } = await import('../../ci/src/main.js')
+    const env = ciEnv()
+    const publicUrl = opts.publicUrl ?? env.publicUrl
+    if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(publicUrl)) {
+      throw new RegattaError('INVALID_CONFIG', `--public-url: "${publicUrl}" is not an http(s) URL`)
+    }
+    const nats = natsUrl(opts.nats)
+    const http = parseHostPort(opts.http, '--http')
+    const replicas = parseIntArg(opts.replicas, '--replicas', 1, 5)
+    const { assertListenable } = await import('./ports.js')
+    await assertListenable(http, '--http')
+    await serveUntilSignal(() => runCi({ natsUrl: nats, http, replicas, ...env, ...(publicUrl ? { publicUrl } : {}) }))
+  })
+
+// The run commands talk to the CI service's HTTP API (--ci), not to NATS.
+const ciOption = (): Option => new Option('--ci <url>', 'the CI service\'s URL (env REGATTA_CI_URL, default http://127.0.0.1:8080)')
+async function ciClient(flag: string | undefined): Promise<CiClient> {
+  const { CiClient, ciUrl } = await import('./ci-client.js')
+  return new CiClient(ciUrl(flag))
+}
+const stdout = (text: string): void => { process.stdout.write(text) }
+
+const runs = program.command('runs').description('pipeline runs (from the CI service)')
+runs.command('ls')
+  .description('list runs, newest first: repository, ref, commit, state, jobs succeeded/total, age, duration')
+  .addOption(ciOption())
+  .addOption(jsonOption())
+  .option('--limit <n>', 'at most this many runs', '20')
+  .action(async (opts: { ci?: string; json?: boolean; limit: string }) => {
+    const limit = parseIntArg(opts.limit, '--limit', 1, 1000)
+    const { runsLs } = await import('./runs.js')
+    await runsLs(await ciClient(opts.ci), { limit, ...(opts.json ? { json: true } : {}) }, stdout)
+  })
+runs.command('show')
+  .description('one run: its trigger and state, and each job with its state, attempt, exit code and duration')
+  .argument('<id>', 'run id')
+  .addOption(ciOption())
+  .addOption(jsonOption())
+  .action(async (id: string, opts: { ci?: string; json?: boolean }) => {
+    const { runsShow } = await import('./runs.js')
+    await runsShow(await ciClient(opts.ci), id, opts, stdout)
+  })
+runs.command('cancel')
+  .description('cancel a run: its running jobs are killed, the others will not start')
+  .argument('<id>', 'run id')
+  .addOption(ciOption())
+  .addOption(jsonOption())
+  .action(async (id: string, opts: { ci?: string; json?: boolean }) => {
+    const { runsCancel } = await import('./runs.js')
+    await runsCancel(await ciClient(opts.ci), id, opts, stdout)
+  })
+runs.command('rerun')
+  .description('start a new run of the same commit and trigger; prints its id')
+  .argument('<id>', 'run id')
+  .addOption(ciOption())
+  .addOption(jsonOption())
+  .action(async (id: string, opts: { ci?: string; json?: boolean }) => {
+    const { runsRerun } = await import('./runs.js')
+    await runsRerun(await ciClient(opts.ci), id, opts, stdout)
+  })
+
+program.command('logs')
+  .description('a job\'s log (RUN/JOB), or every job\'s log of a run (RUN); -f follows it live until the job ends')
+  .argument('<run[/job]>', 'run id, or run id / job id (e.g. "r1a2b3c/ci/test (shard=1)")')
+  .option('-f, --follow', 'follow the log live until the job ends')
+  .addOption(ciOption())
+  .addOption(jsonOption())
+  .action(async (arg: string, opts: { ci?: string; json?: boolean; follow?: boolean }) => {
+    const { logs } = await import('./runs.js')
+    await logs(await ciClient(opts.ci), arg, opts, stdout)
+  })
+
+program.command('trigger')
+  .description('start a run without a webhook (the commit\'s pipelines that run on `manual`); prints its id')
+  .requiredOption('--repo <clone-url>', 'clone URL of the repository (any URL git accepts, e.g. file:///srv/git/app)')
+  .requiredOption('--ref <ref>', 'branch, tag or full ref (refs/heads/main)')
+  .option('--sha <sha>', 'the commit (default: what --ref points at now)')
+  .addOption(ciOption())
+  .addOption(jsonOption())
+  .action(async (opts: { ci?: string; json?: boolean; repo: string; ref: string; sha?: string }) => {
+    const { trigger } = await import('./runs.js')
+    await trigger(await ciClient(opts.ci), opts, stdout)
+  })
+
+const pipeline = program.command('pipeline').description('pipeline files (.regatta/*.yml)')
+pipeline.command('validate')
+  .description('check pipeline files; each error is printed as file:line:column: message; exit 1 when any')
+  .argument('[paths...]', 'files, or directories (their .regatta/*.yml)', ['.'])
+  .action(async (paths: string[]) => {
+    const { validatePipelines } = await import('./pipeline-validate.js')
+    const result = await validatePipelines(paths)
+    process.stdout.write(`${result.output}\n`)
+    if (!result.ok) process.exitCode = 1
   })
 
 try {
