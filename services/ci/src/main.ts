@@ -57,13 +57,15 @@ export interface RunningCi {
 export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   const logger = o.logger ?? createLogger('ci')
   const nc = await connectNats(o.natsUrl, 'regatta-ci')
-  const statuses = new StatusReporter({
-    logger, ...(o.githubToken ? { token: o.githubToken } : {}), ...(o.githubApiUrl ? { baseUrl: o.githubApiUrl } : {}),
-  })
+  // commit statuses need a token: without one, none are sent (and nothing calls GitHub)
+  const statuses = o.githubToken
+    ? new StatusReporter({ logger, token: o.githubToken, ...(o.githubApiUrl ? { baseUrl: o.githubApiUrl } : {}) })
+    : undefined
+  if (!statuses) logger.warn('REGATTA_GITHUB_TOKEN is not set: no commit statuses are reported')
   let service: CiService | undefined
   const schedules = new Schedules(nc, (t) => service!.trigger(t), logger, { ...(o.replicas ? { replicas: o.replicas } : {}) })
   service = new CiService({
-    nc, logger, statuses, schedules, ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
+    nc, logger, schedules, ...(statuses ? { statuses } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}),
   })
   await service.start()
@@ -71,7 +73,15 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   const deliveries = await KvDeliveryLog.open(nc, o.replicas)
   if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
   const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, page: o.page ?? runsPage })
-  await app.listen({ host: o.http.host, port: o.http.port })
+  try {
+    await app.listen({ host: o.http.host, port: o.http.port })
+  } catch (err) {
+    // nothing may keep the process alive when it cannot serve
+    schedules.stop()
+    await service.stop().catch(() => undefined)
+    await nc.drain().catch(() => undefined)
+    throw err
+  }
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : o.http.port
   const url = `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${port}`
@@ -83,8 +93,8 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
       await app.close()
       schedules.stop()
       await service!.stop()
-      await statuses.flush(2_000).catch(() => false)
-      await statuses.close()
+      await statuses?.flush(2_000).catch(() => false)
+      await statuses?.close()
       await nc.drain().catch(() => undefined)
     },
   }

@@ -148,7 +148,7 @@ t.test('Checks that `regatta dev` comes up, runs `regatta exec`, serves the stat
   const natsPort = await freePort()
   const masterPort = await freePort()
   const data = await mkdtemp(join(tmpdir(), 'regatta-dev-'))
-  const dev: ChildProcess = spawn(process.execPath, [BIN, 'dev', '--nats-port', String(natsPort), '--master-port', String(masterPort), '--data', data, '--containerizer', 'process'], {
+  const dev: ChildProcess = spawn(process.execPath, [BIN, 'dev', '--nats-port', String(natsPort), '--master-port', String(masterPort), '--ci-port', String(await freePort()), '--data', data, '--containerizer', 'process'], {
     stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: 'warn' },
   })
   let out = ''
