@@ -42,7 +42,21 @@ export interface NatsCluster {
   stop(): Promise<void>
 }
 
+/**
+ * Starts the cluster; when a node does not come up (a port taken between picking and binding
+ * it, by a test file running beside this one), everything is stopped and tried again on new ports.
+ */
 export async function startNatsCluster(size = 3): Promise<NatsCluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await tryStartNatsCluster(size)
+    } catch (err) {
+      if (attempt >= 3) throw err
+    }
+  }
+}
+
+async function tryStartNatsCluster(size: number): Promise<NatsCluster> {
   const clusterName = `regatta-test-${process.pid}`
   const nodes: NatsClusterNode[] = []
   for (let i = 0; i < size; i++) {
@@ -62,7 +76,13 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
       args: ['-m', String(n.monitorPort), '--server_name', n.name, '--cluster_name', clusterName, '--cluster', `nats://127.0.0.1:${n.clusterPort}`, '--routes', routes],
     })
   }
-  await Promise.all(nodes.map(launch))
+  const started = await Promise.allSettled(nodes.map(launch))
+  const failed = started.find((r) => r.status === 'rejected')
+  if (failed) {
+    await Promise.all(nodes.map((n) => n.server?.stop()))
+    await Promise.all(nodes.map((n) => rm(n.storeDir, { recursive: true, force: true })))
+    throw (failed as PromiseRejectedResult).reason
+  }
   const cluster: NatsCluster = {
     nodes,
     urls: nodes.map((n) => n.url).join(','),
@@ -110,6 +130,7 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
     async waitReady(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs
       for (const n of nodes.filter((x) => x.server)) {
+        if (n.server && n.server.process.exitCode !== null) throw new Error(`node ${n.name} exited`)
         const nc = await connect({ servers: n.url, name: 'ready-probe' })
         try {
           for (;;) {
@@ -135,6 +156,11 @@ export async function startNatsCluster(size = 3): Promise<NatsCluster> {
       await Promise.all(nodes.map((n) => rm(n.storeDir, { recursive: true, force: true })))
     },
   }
-  await cluster.waitReady()
+  try {
+    await cluster.waitReady()
+  } catch (err) {
+    await cluster.stop()
+    throw err
+  }
   return cluster
 }

@@ -79,7 +79,7 @@ jobs:
     resources: { cpus: 0.5, mem: 128 }
     steps:
       - name: talk slowly
-        run: echo first line; sleep 2; echo last line
+        run: echo first line; sleep 4; echo last line
 `
 
 const STUCK = `
@@ -240,7 +240,9 @@ t.test('Checks that `regatta logs RUN/JOB` prints the job\'s output, a job id wi
 t.test('Checks that `regatta logs -f` follows a running job live until it ends', async (t) => {
   const sha = await repo.commit({ '.regatta/slow.yml': SLOW })
   const runId = await trigger(sha)
-  await waitForRun(runId, (r) => r.jobs[0]?.state === 'running' || r.jobs[0]?.state === 'starting', 60_000)
+  // the run holds every pipeline of the commit: wait for the slow one's job
+  const talking = (r: { jobs: Array<{ id: string; state: string }> }): boolean => ['running', 'starting'].includes(r.jobs.find((j) => j.id === 'slow/talk')?.state ?? '')
+  await waitForRun(runId, talking, 60_000)
   let firstAt = 0
   const r = await regatta(['logs', `${runId}/slow/talk`, '-f', '--ci', ci.url], {
     timeoutMs: 30_000,
