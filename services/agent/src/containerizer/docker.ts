@@ -474,7 +474,13 @@ class DockerTask implements RunningContainer {
       await Promise.all([bounded(outputDone, drainMs), this.sidecars?.removeAll()])
       // Only a failed command can have been OOM-killed; a clean exit needs no extra round trip.
       if (exitCode !== 0) {
-        const state = await this.container.inspect().then((i) => i.State, () => undefined)
+        let state = await this.container.inspect().then((i) => i.State, () => undefined)
+        // the engine may record the OOM event a moment after the exit: a SIGKILL death (137)
+        // not asked for is looked at again briefly
+        for (let i = 0; i < 5 && exitCode === 137 && !this.killRequested && state && !state.OOMKilled; i++) {
+          await new Promise((r) => setTimeout(r, 50))
+          state = await this.container.inspect().then((x) => x.State, () => undefined)
+        }
         if (state?.OOMKilled) info.oomKilled = true
       }
     } catch (err) {
