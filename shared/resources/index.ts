@@ -158,10 +158,6 @@ export function totals(rs: readonly Resource[]): Record<string, number> {
   return out
 }
 
-export function filter(rs: readonly Resource[], pred: (r: Resource) => boolean): Resource[] {
-  return rs.filter(pred)
-}
-
 /** Resources a framework in `role` may be offered: unreserved ones and those reserved for the role or an ancestor. */
 export function usableBy(rs: readonly Resource[], role: string): Resource[] {
   return rs.filter((r) => r.role === undefined || r.role === ANY_ROLE || r.role === role || role.startsWith(`${r.role}/`))

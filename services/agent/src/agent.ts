@@ -24,7 +24,7 @@ import { systemClock, type Clock, type Timer } from '../../../shared/clock/index
 import type { Logger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
 import { CheckpointStore, type Checkpoint } from './checkpoint.js'
-import { WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from './checkout.js'
+import { WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from '../../../shared/git/checkout.js'
 import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './containerizer/labels.js'
 import { SIDECARS_NEED_DOCKER } from './containerizer/process.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'

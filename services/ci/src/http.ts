@@ -9,6 +9,7 @@ import type { Logger } from '../../../shared/log/index.js'
 import { webhookRoutes, type DeliveryLog } from './github/index.js'
 import type { CiService } from './service.js'
 import { runView } from './views.js'
+import { FINAL_JOB_STATES, jobStateName } from './machines/index.js'
 import { taskOutput, taskOutputText } from './logs.js'
 import { CI_FRAMEWORK_ID } from './service.js'
 import { manualTrigger } from './manual.js'
@@ -115,8 +116,7 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     const watch = setInterval(() => {
       void o.service.get(id).then((d) => {
         const state = d?.machine.snapshot.context.jobs[job]
-        const name = state ? Object.keys(typeof state.value === 'string' ? { [state.value]: 1 } : state.value as object)[0] : undefined
-        if (name && ['succeeded', 'failed', 'cancelled', 'timedOut', 'skipped'].includes(name)) {
+        if (state && FINAL_JOB_STATES.has(jobStateName(state.value))) {
           // let the last output arrive, then end
           setTimeout(() => ac.abort(), 500)
           clearInterval(watch)

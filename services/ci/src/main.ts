@@ -12,6 +12,9 @@ import { Schedules } from './schedules.js'
 
 export const DELIVERIES_BUCKET = 'regatta-deliveries'
 
+/** A delivery id as a KV key (GitHub's are UUIDs; anything else is made to fit). */
+const deliveryKey = (id: string): string => id.replace(/[^A-Za-z0-9_=-]/g, '_').slice(0, 200) || '_'
+
 /** Webhook deliveries seen, in NATS KV for a day: a redelivery after a restart is still known. */
 export class KvDeliveryLog implements DeliveryLog {
   private constructor(private readonly kv: KV) {}
@@ -21,9 +24,8 @@ export class KvDeliveryLog implements DeliveryLog {
   }
 
   async seen(id: string): Promise<boolean> {
-    const key = id.replace(/[^A-Za-z0-9_=-]/g, '_').slice(0, 200) || '_'
     try {
-      await this.kv.create(key, new Uint8Array([1]))
+      await this.kv.create(deliveryKey(id), new Uint8Array([1]))
       return false
     } catch (err) {
       if (/wrong last sequence|exists/i.test((err as Error).message)) return true
@@ -32,7 +34,7 @@ export class KvDeliveryLog implements DeliveryLog {
   }
 
   async forget(id: string): Promise<void> {
-    await this.kv.delete(id.replace(/[^A-Za-z0-9_=-]/g, '_').slice(0, 200) || '_')
+    await this.kv.delete(deliveryKey(id))
   }
 }
 

@@ -43,16 +43,9 @@ export async function withCommit<T>(trigger: Trigger, token: string | undefined,
       // no .regatta directory: no pipelines
     }
     const pipelines = await Promise.all(names.map(async (n) => ({ path: `${PIPELINE_DIR}/${n}`, text: await readFile(join(dir, PIPELINE_DIR, n), 'utf8') })))
-    let files: string[] | undefined
-    const listed = async (): Promise<string[]> => {
-      if (!files) {
-        files = []
-        await walk(dir, dir, files)
-        files.sort()
-      }
-      return files
-    }
-    await listed()
+    const files: string[] = []
+    await walk(dir, dir, files)
+    files.sort()
     const hashed = new Map<string, string>()
     return await use({
       pipelines,
@@ -60,7 +53,7 @@ export async function withCommit<T>(trigger: Trigger, token: string | undefined,
         const key = patterns.join('\u0000')
         const cached = hashed.get(key)
         if (cached !== undefined) return cached
-        const matched = (files ?? []).filter((f) => patterns.some((p) => globMatch(p, f)))
+        const matched = files.filter((f) => patterns.some((p) => globMatch(p, f)))
         let out = ''
         if (matched.length > 0) {
           const h = createHash('sha256')

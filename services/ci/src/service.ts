@@ -4,14 +4,14 @@
 // commit statuses reported, every run persisted in NATS KV so that a restarted service resumes.
 import { randomBytes } from 'node:crypto'
 import type { KV, NatsConnection } from 'nats'
-import type { Actor } from 'xstate'
+import { createActor, type Actor } from 'xstate'
 import { isTerminal, type Offer, type TaskStatus } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { Scheduler } from '../../../shared/scheduler/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { systemClock, type Clock } from '../../../shared/clock/index.js'
 import {
-  FINAL_RUN_STATES, activeTasks, checkpointer, createRunMachine, jobStateName, parseRun, persistRun, resumeRun,
+  FINAL_RUN_STATES, activeTasks, checkpointer, createRunMachine, parseRun, persistRun, resumeRun,
   type Checkpointer, type JobTaskEvent, type PersistedRun, type RunMachine,
 } from './machines/index.js'
 import { evaluateCondition, formatPipelineError, githubContext, parsePipeline, planRun, sortPipelineErrors, type PlannedJob } from './pipeline/index.js'
@@ -234,7 +234,7 @@ export class CiService {
     const live: LiveRun = { meta, actor: undefined as unknown as Actor<RunMachine> }
     this.runs.set(runId, live)
     const jobs = Object.values(meta.jobs).map((j) => ({ id: j.id, needs: j.needs, retries: j.retries, timeoutMs: j.timeoutMs, if: j.if }))
-    live.actor = createActorFor(this.machine, { runId, jobs, createdAt: meta.createdAt })
+    live.actor = createActor(this.machine, { input: { runId, jobs, createdAt: meta.createdAt } })
     live.actor.start()
     if (planError) {
       live.actor.send({ type: 'PIPELINE_INVALID', message: planError, at: this.clock.now() })
@@ -411,13 +411,6 @@ export class CiService {
   }
 }
 
-function createActorFor(machine: RunMachine, input: { runId: string; jobs: Array<{ id: string; needs: string[]; retries: number; timeoutMs: number; if?: string }>; createdAt: number }): Actor<RunMachine> {
-  // lazy import keeps xstate's createActor next to its only use
-  return createActorImpl(machine, { input })
-}
-
-import { createActor as createActorImpl } from 'xstate'
-
 /** A task status as the job machine's event (none for states it does not care about). */
 export function jobEventOf(s: TaskStatus): JobTaskEvent | undefined {
   const at = s.timestamp
@@ -436,4 +429,3 @@ export function jobEventOf(s: TaskStatus): JobTaskEvent | undefined {
   }
 }
 
-export { jobStateName }

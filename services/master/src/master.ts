@@ -602,7 +602,7 @@ export class Master {
       if (e.code !== 'TIMEOUT') {
         for (const info of tasks) {
           const t = this.cluster.tasks.get(taskKey(info.frameworkId, info.taskId))
-          if (t && t.state === 'STAGING') this.masterUpdate(t, e.code === 'STALE_EPOCH' ? 'DROPPED' : 'DROPPED', 'AGENT_UNREACHABLE', `launch failed: ${e.message}`)
+          if (t && t.state === 'STAGING') this.masterUpdate(t, 'DROPPED', 'AGENT_UNREACHABLE', `launch failed: ${e.message}`)
         }
       } else {
         this.log.warn({ agentId, tasks: tasks.length }, 'launch command timed out; waiting for the agent to report')
