@@ -259,7 +259,9 @@ export function contradictedReconciliation(fw: RecordingFramework): string[] {
   const ranStates = new Set(['STARTING', 'RUNNING', 'FINISHED', 'FAILED', 'KILLED'])
   fw.updates.forEach((u, i) => {
     if (u.reason !== 'RECONCILIATION' || u.uuid !== undefined || !isTerminal(u.state)) return
-    const later = fw.updates.slice(i + 1).find((x) => x.taskId === u.taskId && x.uuid !== undefined && ranStates.has(x.state))
+    // the same end told twice (reconciliation first, the agent's stored update after) is the truth
+    // told early; a contradiction is a task said ended that then runs, or ends otherwise
+    const later = fw.updates.slice(i + 1).find((x) => x.taskId === u.taskId && x.uuid !== undefined && ranStates.has(x.state) && x.state !== u.state)
     if (later) out.push(`${u.taskId}: told ${u.state} (${u.message ?? ''}) by reconciliation, then ${later.state} from the ${later.source ?? '?'}`)
   })
   return out
