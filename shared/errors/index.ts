@@ -27,6 +27,7 @@ export const ErrorCodes = {
   NOT_FOUND: 'no such HTTP route or resource',
   INVALID_PIPELINE: 'a pipeline file (.regatta/*.yml) is not valid; the message lists each error as file:line:column',
   INVALID_EXPRESSION: 'a ${{ }} expression could not be parsed or evaluated; the message gives its column',
+  SECRETS_UNAVAILABLE: 'no secrets key is configured (REGATTA_SECRETS_KEY), or a stored secret does not open with it',
   INTERNAL: 'an unexpected failure; the message says where',
 } as const
 

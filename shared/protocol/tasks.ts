@@ -21,6 +21,8 @@ export const ContainerInfo = Type.Object({
   /** argv; use ["sh", "-c", "..."] for a shell line. */
   command: Type.Array(Type.String({ maxLength: 131072 }), { minItems: 1, maxItems: 4096 }),
   env: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 131072 }))),
+  /** Env vars holding secrets: set like `env`, and their values are masked in the task's output. */
+  secretEnv: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 65536 }))),
   /** Working directory inside the container (default: the sandbox, `/sandbox` in Docker). */
   workdir: Type.Optional(Type.String({ maxLength: 1024 })),
   /** Docker network mode; `none` unless asked for. */
@@ -61,6 +63,8 @@ export const Sidecar = Type.Object({
   /** argv; absent: the image's own command. */
   command: Type.Optional(Type.Array(Type.String({ maxLength: 131072 }), { minItems: 1, maxItems: 4096 })),
   env: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 131072 }))),
+  /** As the task's `secretEnv`: masked in the output the sidecar adds to the task's. */
+  secretEnv: Type.Optional(Type.Record(Type.String({ maxLength: 256 }), Type.String({ maxLength: 65536 }))),
 })
 export type Sidecar = Static<typeof Sidecar>
 

@@ -28,6 +28,7 @@ import { WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from '../../../shared/
 import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './containerizer/labels.js'
 import { SIDECARS_NEED_DOCKER } from './containerizer/process.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
+import { TaskText } from './task-output.js'
 import { checkWorkspacePath, restoreCache, saveArtifacts, saveCache, type SaveResult } from './workspace-store.js'
 
 export interface AgentOptions {
@@ -64,6 +65,8 @@ interface LiveTask {
   killRequested?: { graceMs: number }
   logs?: { stdout: WriteStream; stderr: WriteStream }
   outputSeq: number
+  /** Writes out what the output's decoder and masker still hold (set by outputSink). */
+  endOutput?: () => void
   /** The task's cache key was found and restored (its cache is then not saved again). */
   cacheRestored?: boolean
   /** Aborts a cache restore or a save in progress (a kill). */
@@ -367,6 +370,7 @@ export class Agent {
           REGATTA_FRAMEWORK_ID: info.frameworkId,
           REGATTA_AGENT_ID: this.id,
           ...info.container.env,
+          ...info.container.secretEnv,
         },
         ...(workdir ? { workdir } : {}),
         sandbox,
@@ -381,7 +385,7 @@ export class Agent {
             image: s.image,
             ...(s.command ? { command: s.command } : {}),
             // the task's own environment (its secrets) is not passed on to its services
-            env: { REGATTA_TASK_ID: info.taskId, REGATTA_FRAMEWORK_ID: info.frameworkId, REGATTA_SERVICE: s.name, ...s.env },
+            env: { REGATTA_TASK_ID: info.taskId, REGATTA_FRAMEWORK_ID: info.frameworkId, REGATTA_SERVICE: s.name, ...s.env, ...s.secretEnv },
           })),
         } : {}),
       }, output)
@@ -403,22 +407,33 @@ export class Agent {
     }
   }
 
+  /**
+   * Where a task's output goes: its sandbox files and (streamOutput) JetStream, with the values
+   * of its secret env vars masked before either sees them. `t.endOutput` passes on what the
+   * masker still holds; it runs before the task's end is reported.
+   */
   private outputSink(t: LiveTask): OutputSink {
     const { info, sandbox } = t
     const stream = info.streamOutput ? Subjects.taskOutput(info.frameworkId, info.taskId) : undefined
+    const secrets = [info.container.secretEnv, ...(info.sidecars ?? []).map((s) => s.secretEnv)].flatMap((e) => Object.values(e ?? {}))
+    const text = { stdout: new TaskText(secrets), stderr: new TaskText(secrets) }
     let files: LiveTask['logs']
-    return (which, chunk) => {
+    const write = (which: 'stdout' | 'stderr', data: string): void => {
+      if (data.length === 0) return
       if (!files) {
         files = { stdout: createWriteStream(join(sandbox, 'stdout'), { flags: 'a' }), stderr: createWriteStream(join(sandbox, 'stderr'), { flags: 'a' }) }
         files.stdout.on('error', () => undefined)
         files.stderr.on('error', () => undefined)
         t.logs = files
       }
-      files[which].write(chunk)
-      if (stream) {
-        this.nc.publish(stream, encode({ taskId: info.taskId, stream: which, seq: t.outputSeq++, data: chunk.toString('utf8') }))
-      }
+      files[which].write(data)
+      if (stream) this.nc.publish(stream, encode({ taskId: info.taskId, stream: which, seq: t.outputSeq++, data }))
     }
+    t.endOutput = () => {
+      write('stdout', text.stdout.end())
+      write('stderr', text.stderr.end())
+    }
+    return (which, chunk) => write(which, text[which].push(chunk))
   }
 
   private async finish(t: LiveTask, exit: ExitInfo): Promise<void> {
@@ -459,6 +474,7 @@ export class Agent {
         }
       }
     }
+    t.endOutput?.()
     this.update(t, end.state, end.extra)
     this.cleanup(t)
   }
