@@ -32,6 +32,21 @@ export const Operation = Type.Union([
 ])
 export type Operation = Static<typeof Operation>
 
+/** A role name as frameworks use it: `*`, or `ci/main` (nested roles use `/`). */
+const RoleName = Type.String({ minLength: 1, maxLength: 128, pattern: '^([*]|[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)$' })
+
+/**
+ * What a framework waits for (REQUEST): `count` tasks of one shape (scalars by name: `cpus`,
+ * `mem` MiB, `disk` MiB) in one pool, under `role` (absent: any of the framework's roles).
+ */
+export const ResourceRequest = Type.Object({
+  pool: Type.String({ minLength: 1, maxLength: 128 }),
+  role: Type.Optional(RoleName),
+  resources: Type.Record(Type.String({ minLength: 1, maxLength: 64 }), Type.Number({ minimum: 0 })),
+  count: Type.Integer({ minimum: 1, maximum: 100_000 }),
+})
+export type ResourceRequest = Static<typeof ResourceRequest>
+
 export const Call = Type.Union([
   Type.Object({ type: Type.Literal('SUBSCRIBE'), framework: FrameworkInfo }),
   Type.Object({ type: Type.Literal('ACCEPT'), frameworkId: FrameworkId, offerIds: Type.Array(Id, { minItems: 1, maxItems: 1000 }), operations: Type.Array(Operation, { maxItems: 1000 }), filters: Type.Optional(Filters) }),
@@ -42,6 +57,8 @@ export const Call = Type.Union([
   Type.Object({ type: Type.Literal('ACKNOWLEDGE'), frameworkId: FrameworkId, taskId: Id, agentId: Type.Optional(Id), uuid: Id }),
   Type.Object({ type: Type.Literal('RECONCILE'), frameworkId: FrameworkId, tasks: Type.Array(Type.Object({ taskId: Id, agentId: Type.Optional(Id) }), { maxItems: 100_000 }) }),
   Type.Object({ type: Type.Literal('TEARDOWN'), frameworkId: Id }),
+  /** Replaces the framework's whole outstanding demand (an empty list clears it); re-sent after a re-subscription or a new leader. */
+  Type.Object({ type: Type.Literal('REQUEST'), frameworkId: FrameworkId, requests: Type.Array(ResourceRequest, { maxItems: 10_000 }) }),
   /** Tells the master the framework is alive (frameworks reach the master only over NATS). */
   Type.Object({ type: Type.Literal('KEEPALIVE'), frameworkId: Id }),
 ])

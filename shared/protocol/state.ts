@@ -73,6 +73,18 @@ export const RoleView = Type.Object({
 })
 export type RoleView = Static<typeof RoleView>
 
+/** Demand of one pool: what frameworks asked for (REQUEST) and the part its free resources cannot fit. */
+export const PoolDemand = Type.Object({
+  pool: Type.String(),
+  requested: Amounts,
+  unmet: Amounts,
+  /** Tasks asked for (the sum of the requests' counts). */
+  jobs: Type.Integer(),
+  /** Of those, the tasks that fit on no active, non-draining agent of the pool. */
+  unmetJobs: Type.Integer(),
+})
+export type PoolDemand = Static<typeof PoolDemand>
+
 export const ClusterState = Type.Object({
   masterId: Type.String(),
   leader: Type.Union([Type.Null(), Type.Object({ id: Type.String(), epoch: Type.Integer(), httpUrl: Type.Optional(Type.String()) })]),
@@ -86,5 +98,7 @@ export const ClusterState = Type.Object({
   tasks: Type.Array(TaskView),
   offers: Type.Array(OfferView),
   roles: Type.Array(RoleView),
+  /** One entry per pool with any demand, by pool name. */
+  demand: Type.Array(PoolDemand),
 })
 export type ClusterState = Static<typeof ClusterState>

@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
   CallReply, Consumers, Event, LeaderElected, StatusUpdates, Streams, Subjects, decode, encode, isTerminal, type TaskStatus,
-  type Call, type Filters, type FrameworkInfo, type Offer, type TaskSpec,
+  type Call, type Filters, type FrameworkInfo, type Offer, type ResourceRequest, type TaskSpec,
 } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
 import { requestWithRetry } from '../nats/index.js'
@@ -51,6 +51,8 @@ export class Scheduler {
   private readonly liveTasks = new Map<string, string | undefined>()
   /** Tasks whose ACCEPT has not been answered: its answer (or a DROPPED) tells their fate. */
   private readonly launching = new Set<string>()
+  /** The demand last sent (REQUEST), sent again to a master that may not know it. */
+  private demand: ResourceRequest[] = []
 
   constructor(private readonly o: SchedulerOptions) {
     this.frameworkId = o.framework.id ?? randomUUID()
@@ -113,6 +115,8 @@ export class Scheduler {
       this.heartbeatIntervalMs = reply.heartbeatIntervalMs
       if (!this.updates) await this.consumeUpdates()
       this.deliver(reply)
+      // the master forgets the demand of a framework that subscribes again
+      if (this.demand.length > 0) this.resendDemand()
     })().finally(() => { this.subscribing = undefined })
     return this.subscribing
   }
@@ -152,6 +156,8 @@ export class Scheduler {
     this.epoch = epoch
     if (first) return
     this.log.info({ epoch }, 'a new master leads: rescinding held offers and reconciling tasks')
+    // demand is not in the registry: the new leader learns it again from us
+    if (this.demand.length > 0) this.resendDemand()
     for (const [offerId, held] of [...this.heldOffers]) if (held.epoch < epoch) this.deliver({ type: 'RESCIND', offerId })
     const tasks = [...this.liveTasks].filter(([taskId]) => !this.launching.has(taskId))
       .map(([taskId, agentId]) => ({ taskId, ...(agentId ? { agentId } : {}) }))
@@ -216,6 +222,22 @@ export class Scheduler {
 
   kill(taskId: string, options: { agentId?: string; gracePeriodMs?: number } = {}): Promise<void> {
     return this.call('KILL', { taskId, ...options })
+  }
+
+  /**
+   * Tells the master what the framework waits for: `count` tasks of each shape, per pool. It
+   * replaces the demand sent before (an empty list clears it), and is sent again after a
+   * re-subscription or a new leader. The scaler starts agents for the part nothing fits.
+   */
+  request(requests: ResourceRequest[]): Promise<void> {
+    this.demand = requests.map((r) => ({ ...r, resources: { ...r.resources } }))
+    return this.call('REQUEST', { requests: this.demand })
+  }
+
+  private resendDemand(): void {
+    if (this.stopped) return
+    this.call('REQUEST', { requests: this.demand })
+      .catch((err: Error) => this.log.warn({ err: err.message }, 'could not send the demand again'))
   }
 
   reconcile(tasks: Array<{ taskId: string; agentId?: string }> = []): Promise<void> {

@@ -67,7 +67,21 @@ export function formatStatus(state: ClusterState): string {
   } else {
     lines.push(table(['FRAMEWORK', 'ID', 'ACTIVE', 'TASKS'], state.frameworks.map((f) => [f.name, f.id, f.active ? 'yes' : 'no', f.tasks])))
   }
+  lines.push('', formatDemand(state.demand ?? []))
   return lines.join('\n')
+}
+
+/** Pending demand per pool (frameworks' REQUESTs): tasks asked for, how many fit nowhere, and what those need. */
+export function formatDemand(demand: ClusterState['demand']): string {
+  if (demand.length === 0) return 'No pending demand.'
+  return table(['POOL', 'PENDING', 'UNMET', 'REQUESTED', 'UNMET RESOURCES'], demand.map((d) => [
+    d.pool, d.jobs, d.unmetJobs, amountsLine(d.requested), d.unmetJobs > 0 ? amountsLine(d.unmet) : '-',
+  ]))
+}
+
+/** `cpus 2, mem 4 GiB`: the scalars by name, zeros left out. */
+function amountsLine(a: Amounts): string {
+  return Object.keys(a).sort().filter((k) => a[k]).map((k) => `${k} ${amount(k, a[k]!)}`).join(', ') || '-'
 }
 
 /** `regatta agents ls`: one row per agent. */

@@ -1,11 +1,12 @@
 // The master's in-memory cluster state: agents, frameworks, tasks, offers, roles and filters,
 // with the bookkeeping of what is used and offered on each agent. No I/O here.
 import type {
-  AgentInfo, Amounts, ClusterState, FrameworkInfo, Offer, Resource, TaskInfo, TaskState, TaskStatus,
+  AgentInfo, Amounts, ClusterState, FrameworkInfo, Offer, Resource, ResourceRequest, TaskInfo, TaskState, TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { isTerminal } from '../../../shared/protocol/index.js'
 import { add, normalize, subtract, totals } from '../../../shared/resources/index.js'
 import type { AllocationSnapshot, RefuseFilter, RoleConfig } from './allocator/types.js'
+import { poolDemand, type DemandRequest } from './demand.js'
 
 export interface AgentEntry {
   info: AgentInfo
@@ -33,6 +34,8 @@ export interface FrameworkEntry {
   offerIds: Set<string>
   taskKeys: Set<string>
   disconnectedAt?: number
+  /** What the framework waits for (its last REQUEST); kept while it is inactive, dropped with it. */
+  demand?: ResourceRequest[]
 }
 
 export interface TaskEntry {
@@ -147,6 +150,20 @@ export class Cluster {
     if (agent) agent.offered = subtract(agent.offered, entry.offer.resources)
     this.frameworks.get(entry.offer.frameworkId)?.offerIds.delete(offerId)
     return entry.offer
+  }
+
+  /** Demand per pool: the frameworks' requests against the free resources of active, non-draining agents. */
+  demand(): ClusterState['demand'] {
+    const requests: DemandRequest[] = []
+    for (const f of this.frameworks.values()) {
+      for (const r of f.demand ?? []) {
+        requests.push({ pool: r.pool, roles: r.role ? [r.role] : f.info.roles, resources: r.resources, count: r.count })
+      }
+    }
+    if (requests.length === 0) return []
+    const agents = [...this.agents.values()].filter((a) => a.state === 'active' && !a.draining)
+      .map((a) => ({ pool: a.info.pool, free: subtract(a.info.resources, a.used) }))
+    return poolDemand(requests, agents)
   }
 
   offersOfAgent(agentId: string): string[] {
@@ -268,6 +285,7 @@ export class Cluster {
           allocated: amounts(roleAlloc.get(name) ?? []),
         }
       }),
+      demand: this.demand(),
     }
   }
 }

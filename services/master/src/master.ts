@@ -467,6 +467,12 @@ export class Master {
       case 'RECONCILE': return this.reconcile(f, c.tasks)
       case 'TEARDOWN': this.teardown(f); return { ok: true }
       case 'KEEPALIVE': return { ok: true }
+      case 'REQUEST': {
+        // replaces the framework's whole demand; the scaler reads it (summed per pool) from the state
+        f.demand = c.requests.length > 0 ? c.requests : undefined
+        this.log.debug({ frameworkId: f.info.id, requests: c.requests.length }, 'framework demand')
+        return { ok: true }
+      }
     }
   }
 
@@ -480,6 +486,8 @@ export class Master {
       f.active = true
       f.lastSeenAt = now
       f.disconnectedAt = undefined
+      // a re-subscribing framework sends its demand again: what it asked for before may be stale
+      f.demand = undefined
       for (const offerId of [...f.offerIds]) this.rescind(offerId)
     } else {
       f = { info: { ...info, id }, active: true, registeredAt: now, lastSeenAt: now, suppressed: new Set(), offerIds: new Set(), taskKeys: new Set() }

@@ -39,6 +39,7 @@ function state(over: Partial<ClusterState> = {}): ClusterState {
     ],
     offers: [{ id: 'o1', frameworkId: 'fw-ci', agentId: 'agent-1', role: 'ci/main', resources: {}, createdAt: NOW }],
     roles: [],
+    demand: [],
     ...over,
   }
 }

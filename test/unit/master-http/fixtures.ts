@@ -56,6 +56,7 @@ export function clusterState(overrides: Partial<ClusterState> = {}): ClusterStat
       { name: 'ci/main', weight: 2, quota: { cpus: 2 }, allocated: { cpus: 1, mem: 1024 } },
       { name: 'ci/pr', weight: 1, allocated: { cpus: 0.5, mem: 1024 } },
     ],
+    demand: [],
     ...overrides,
   }
 }

@@ -108,6 +108,15 @@ function renderCluster(s) {
       ];
     }), 'No frameworks subscribed.');
 
+  html += '<h2>Pending demand</h2>' + table(
+    ['Pool', 'Pending tasks', 'Unmet tasks', 'Requested', 'Unmet'],
+    (s.demand || []).map(function (d) {
+      return [
+        esc(d.pool), esc(d.jobs), d.unmetJobs > 0 ? '<span class="warn">' + esc(d.unmetJobs) + '</span>' : '0',
+        amounts(d.requested), d.unmetJobs > 0 ? amounts(d.unmet) : '-',
+      ];
+    }), 'No pending demand.');
+
   if (s.roles.length) {
     html += '<h2>Roles</h2>' + table(
       ['Role', 'Weight', 'Quota', 'Allocated'],
