@@ -22,6 +22,8 @@ export const Subjects = {
   leaderElected: 'regatta.master.leader',
   /** Anyone -> master (request): the cluster state, as /api/v1/state gives it. */
   masterState: 'regatta.master.state',
+  /** Operator -> master (request): OperatorCall (DRAIN, UNDRAIN, ...), answered { ok: true } or { error }. */
+  masterOperator: 'regatta.master.operator',
   /** Master -> agent (request): commands. */
   agentCommand: (agentId: string) => `regatta.agent.${idToken(agentId)}.cmd`,
   /** Master -> framework: events (core NATS; offers are not durable, as in Mesos). */
@@ -32,6 +34,8 @@ export const Subjects = {
   /** Agent -> JetStream: task output for one framework's task. */
   taskOutput: (frameworkId: string, taskId: string) => `regatta.output.${idToken(frameworkId)}.${idToken(taskId)}`,
   taskOutputAll: 'regatta.output.>',
+  /** Operator -> CI services (request, queue group): store, list or delete repository secrets. */
+  ciSecrets: 'regatta.ci.secrets',
 } as const
 
 export const Streams = {
@@ -51,8 +55,14 @@ export const Buckets = {
   leader: 'regatta-leader',
   /** Master registry. */
   registry: 'regatta-registry',
+  /** Pool policies (PoolPolicy, shared/protocol/pool.ts), key idToken(pool): written by `regatta pool set`, read by the scaler. */
+  pools: 'regatta-pools',
+  /** The scaler's leader lease (its own bucket: a lease bucket's TTL is the lease's). */
+  scalerLeader: 'regatta-scaler-leader',
   /** Object store: task caches, tar.gz by cache key; entries expire 7 days after they were saved. */
   cache: 'regatta-cache',
   /** Object store: task artifacts, tar.gz by artifact name; entries expire after 30 days. */
   artifacts: 'regatta-artifacts',
+  /** Repository secrets, sealed with the CI service's key; key `<repo token>.<NAME>`. */
+  secrets: 'regatta-secrets',
 } as const

@@ -1,5 +1,5 @@
 // Entry of `regatta ci`: reads the environment (REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN,
-// REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL), connects to NATS, wires the service and its HTTP API.
+// REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED), connects to NATS, wires the service and its HTTP API.
 import type { KV, NatsConnection } from 'nats'
 import { connectNats } from '../../../shared/nats/index.js'
 import { createLogger, type Logger } from '../../../shared/log/index.js'
@@ -9,6 +9,9 @@ import { CiService } from './service.js'
 import { createCiHttp } from './http.js'
 import { runsPage } from './ui/page.js'
 import { Schedules } from './schedules.js'
+import { SecretStore } from './secrets.js'
+import { RegattaError } from '../../../shared/errors/index.js'
+import { parseSecretsKey } from '../../../shared/secrets/index.js'
 
 export const DELIVERIES_BUCKET = 'regatta-deliveries'
 
@@ -46,6 +49,10 @@ export interface CiRunOptions {
   githubApiUrl?: string
   publicUrl?: string
   replicas?: number
+  /** Seals repository secrets (REGATTA_SECRETS_KEY); without one, secrets cannot be stored or used. */
+  secretsKey?: Buffer
+  /** A newer push to a branch or pull request cancels its older runs (REGATTA_CANCEL_SUPERSEDED, default true). */
+  cancelSuperseded?: boolean
   logger?: Logger
   page?: () => string
 }
@@ -64,11 +71,15 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     ? new StatusReporter({ logger, token: o.githubToken, ...(o.githubApiUrl ? { baseUrl: o.githubApiUrl } : {}) })
     : undefined
   if (!statuses) logger.warn('REGATTA_GITHUB_TOKEN is not set: no commit statuses are reported')
+  const secrets = new SecretStore({ nc, logger, ...(o.secretsKey ? { key: o.secretsKey } : {}), ...(o.replicas ? { replicas: o.replicas } : {}) })
+  await secrets.start()
+  if (!o.secretsKey) logger.warn('REGATTA_SECRETS_KEY is not set: repository secrets cannot be stored, and jobs that name one run without it')
   let service: CiService | undefined
   const schedules = new Schedules(nc, (t) => service!.trigger(t), logger, { ...(o.replicas ? { replicas: o.replicas } : {}) })
   service = new CiService({
     nc, logger, schedules, ...(statuses ? { statuses } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
-    ...(o.replicas ? { replicas: o.replicas } : {}),
+    ...(o.replicas ? { replicas: o.replicas } : {}), secrets,
+    ...(o.cancelSuperseded !== undefined ? { cancelSuperseded: o.cancelSuperseded } : {}),
   })
   await service.start()
   await schedules.open()
@@ -80,6 +91,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   } catch (err) {
     // nothing may keep the process alive when it cannot serve
     schedules.stop()
+    secrets.stop()
     await service.stop().catch(() => undefined)
     await nc.drain().catch(() => undefined)
     throw err
@@ -94,6 +106,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     async stop() {
       await app.close()
       schedules.stop()
+      secrets.stop()
       await service!.stop()
       await statuses?.flush(2_000).catch(() => false)
       await statuses?.close()
@@ -103,8 +116,14 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
 }
 
 /** The service's settings from its environment, as DESIGN.md lists them. */
-export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl'> {
+export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded'> {
+  const cancel = env.REGATTA_CANCEL_SUPERSEDED
+  if (cancel !== undefined && !['true', 'false', '1', '0'].includes(cancel)) {
+    throw new RegattaError('INVALID_CONFIG', `REGATTA_CANCEL_SUPERSEDED: "${cancel}" is not true or false`)
+  }
   return {
+    ...(env.REGATTA_SECRETS_KEY ? { secretsKey: parseSecretsKey(env.REGATTA_SECRETS_KEY) } : {}),
+    ...(cancel !== undefined ? { cancelSuperseded: cancel === 'true' || cancel === '1' } : {}),
     ...(env.REGATTA_WEBHOOK_SECRET ? { webhookSecret: env.REGATTA_WEBHOOK_SECRET } : {}),
     ...(env.REGATTA_GITHUB_TOKEN ? { githubToken: env.REGATTA_GITHUB_TOKEN } : {}),
     ...(env.REGATTA_GITHUB_API_URL ? { githubApiUrl: env.REGATTA_GITHUB_API_URL } : {}),

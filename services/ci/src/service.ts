@@ -21,6 +21,7 @@ import { placeJobs, type WaitingJob } from './placement.js'
 import { taskIdFor, taskSpecFor } from './task-spec.js'
 import { withCommit } from './repo.js'
 import type { Trigger } from './trigger.js'
+import type { ResolvedSecrets, SecretStore } from './secrets.js'
 
 export const RUNS_BUCKET = 'regatta-runs'
 export const CI_FRAMEWORK_ID = 'regatta-ci'
@@ -57,6 +58,8 @@ export interface CiOptions {
   cancelSuperseded?: boolean
   clock?: Clock
   replicas?: number
+  /** Repository secrets, opened for the jobs that name them. */
+  secrets?: Pick<SecretStore, 'resolve'>
   /** Where the default branch's schedules are recorded (cron runs). */
   schedules?: Pick<Schedules, 'record'>
 }
@@ -380,8 +383,10 @@ export class CiService {
         this.waiting.delete(w.key)
         this.tasks.set(taskId, { runId: entry.runId, jobId: entry.jobId })
         run.actor.send({ type: 'JOB_EVENT', jobId: entry.jobId, event: { type: 'LAUNCHED', taskId, at: this.clock.now() } })
+        const secrets = await this.secretsFor(run.meta.trigger, job)
         specs.push(taskSpecFor({
           runId: entry.runId, job, attempt: entry.attempt, trigger: run.meta.trigger, resources,
+          ...(secrets ? { secrets } : {}),
           ...(this.o.githubToken ? { githubToken: this.o.githubToken } : {}),
         }))
       }
@@ -391,6 +396,20 @@ export class CiService {
         .catch((err: Error) => this.log.warn({ err: err.message }, 'launch failed'))
     }
     this.wantOffers()
+  }
+
+  /** The values of the secrets a job names (none for a fork's pull request: the plan names none). */
+  private async secretsFor(trigger: Trigger, job: PlannedJob): Promise<ResolvedSecrets | undefined> {
+    const names = new Set([...job.secrets, ...job.services.flatMap((s) => Object.values(s.secretEnv))])
+    if (names.size === 0) return undefined
+    if (!this.o.secrets) return { values: {}, missing: [...names] }
+    try {
+      return await this.o.secrets.resolve(trigger.repo.fullName, names)
+    } catch (err) {
+      // the job runs without them and says so in its log, rather than never running
+      this.log.error({ repo: trigger.repo.fullName, err: (err as Error).message }, 'cannot open the secrets of a job')
+      return { values: {}, missing: [...names] }
+    }
   }
 
   private async onUpdate(status: TaskStatus): Promise<void> {

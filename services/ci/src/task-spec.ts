@@ -12,8 +12,8 @@ export const STEP_MARKER = '::regatta step'
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
 /** One POSIX shell script running the steps in order; a failing step stops it with its exit code. */
-export function stepsScript(steps: PlannedJob['steps']): string {
-  const lines = ['set -u']
+export function stepsScript(steps: PlannedJob['steps'], warnings: string[] = []): string {
+  const lines = ['set -u', ...warnings.map((w) => `printf '%s\\n' ${quote(`::regatta warning ${w}`)} >&2`)]
   steps.forEach((step, i) => {
     const n = i + 1
     lines.push(
@@ -42,20 +42,32 @@ export interface TaskSpecInput {
   attempt: number
   trigger: Trigger
   resources: Resource[]
-  /** Secret values by env var, resolved by the service (never stored in the run). */
-  secretEnv?: Record<string, string>
+  /** The values of the secrets the job names, opened at launch (never stored in the run). */
+  secrets?: { values: Record<string, string>; missing: string[] }
   githubToken?: string
+}
+
+/** Env var -> value for the secrets of `secretEnv` (env var -> secret name) that have a value. */
+function secretValues(secretEnv: Record<string, string>, values: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [envVar, name] of Object.entries(secretEnv)) if (values[name] !== undefined) out[envVar] = values[name]
+  return out
 }
 
 export function taskSpecFor(i: TaskSpecInput): TaskSpec {
   const { job, trigger } = i
+  const values = i.secrets?.values ?? {}
+  // each secret the job names is an env var of its name; `VAR: ${{ secrets.NAME }}` adds VAR
+  const secretEnv = { ...secretValues(Object.fromEntries(job.secrets.map((n) => [n, n])), values), ...secretValues(job.secretEnv, values) }
+  const missing = i.secrets?.missing ?? []
+  const warnings = missing.length > 0 ? [`secret${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not set for ${trigger.repo.fullName} (regatta secrets set ${trigger.repo.fullName} NAME)`] : []
   return {
     taskId: taskIdFor(i.runId, job.id, i.attempt),
     name: job.context,
     resources: i.resources,
     container: {
       image: job.image,
-      command: ['sh', '-c', stepsScript(job.steps)],
+      command: ['sh', '-c', stepsScript(job.steps, warnings)],
       env: {
         CI: 'true',
         REGATTA: 'true',
@@ -66,8 +78,8 @@ export function taskSpecFor(i: TaskSpecInput): TaskSpec {
         GITHUB_REF: trigger.ref,
         GITHUB_REPOSITORY: trigger.repo.fullName,
         ...job.env,
-        ...i.secretEnv,
       },
+      ...(Object.keys(secretEnv).length > 0 ? { secretEnv } : {}),
     },
     killGracePeriodMs: 10_000,
     streamOutput: true,
@@ -81,6 +93,7 @@ export function taskSpecFor(i: TaskSpecInput): TaskSpec {
     ...(job.services.length > 0 ? {
       sidecars: job.services.map((svc) => ({
         name: svc.name, image: svc.image, env: { ...svc.env }, ...(svc.command ? { command: svc.command } : {}),
+        ...(Object.keys(svc.secretEnv).length > 0 ? { secretEnv: secretValues(svc.secretEnv, values) } : {}),
       })),
     } : {}),
     ...(job.cache && job.cache.paths.length > 0 ? { cache: { key: job.cache.key, paths: job.cache.paths } } : {}),

@@ -2,7 +2,7 @@
 // when an engine answers, else the process containerizer) and the CI service; the scaler joins
 // when it lands.
 import { randomBytes } from 'node:crypto'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { spawnNatsServer } from '../../../shared/nats/server.js'
 import { createLogger } from '../../../shared/log/index.js'
@@ -10,6 +10,18 @@ import { runMaster } from '../../master/src/main.js'
 import { runAgent } from '../../agent/src/main.js'
 import { ciEnv, runCi } from '../../ci/src/main.js'
 import { assertListenable } from './ports.js'
+import { newSecretsKey, parseSecretsKey } from '../../../shared/secrets/index.js'
+
+/** The key sealing this machine's secrets: made once, kept (mode 0600) beside the rest of the data. */
+async function devSecretsKey(path: string): Promise<Buffer> {
+  const text = await readFile(path, 'utf8').catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+    const made = newSecretsKey()
+    await writeFile(path, `${made}\n`, { mode: 0o600, flag: 'wx' })
+    return made
+  })
+  return parseSecretsKey(text, path)
+}
 
 export interface DevOptions {
   natsPort: number
@@ -48,6 +60,8 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     const webhookSecret = env.webhookSecret ?? randomBytes(16).toString('hex')
     const ci = await runCi({
       ...env, natsUrl: nats.url, http: ciAt, webhookSecret, logger: createLogger('ci'),
+      // secrets need a key: without REGATTA_SECRETS_KEY, one kept in the data directory
+      secretsKey: env.secretsKey ?? await devSecretsKey(join(dataDir, 'secrets.key')),
       // status links point at this machine's runs UI (port 0 is known only once listening)
       ...(env.publicUrl || o.ciPort === 0 ? {} : { publicUrl: `http://127.0.0.1:${o.ciPort}` }),
     })

@@ -5,7 +5,7 @@ import { RegattaError } from '../../../shared/errors/index.js'
 import { connectNats, requestWithRetry, type NatsConnection } from '../../../shared/nats/index.js'
 import { createLogger } from '../../../shared/log/index.js'
 import { natsUrl, parseDuration, parseHostPort, parseIntArg, parseNumberArg } from '../../../shared/config/index.js'
-import { formatAgents, formatStatus } from './format.js'
+import { formatStatus } from './format.js'
 import type { CiClient } from './ci-client.js'
 
 const program = new Command()
@@ -76,13 +76,16 @@ program.command('master')
   .option('--agent-gone <duration>', 'an unreachable agent is gone after this long', '60s')
   .option('--offer-timeout <duration>', 'offers held longer are rescinded', '20s')
   .option('--replicas <n>', 'JetStream stream and KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
+  .option('--operator-token <token>', 'bearer token of the operator HTTP routes (drain, undrain...); env REGATTA_OPERATOR_TOKEN; none: they answer 403')
   .action(async (opts: {
     nats?: string; id?: string; http: string; advertise?: string; leaseTtl: string; heartbeatInterval: string
-    agentUnreachable: string; agentGone: string; offerTimeout: string; replicas: string
+    agentUnreachable: string; agentGone: string; offerTimeout: string; replicas: string; operatorToken?: string
   }) => {
-    const { runMaster } = await import('../../master/src/main.js')
+    const { runMaster, operatorTokenFrom } = await import('../../master/src/main.js')
+    const operatorToken = operatorTokenFrom(opts.operatorToken)
     await serveUntilSignal(() => runMaster({
       natsUrl: natsUrl(opts.nats), http: parseHostPort(opts.http, '--http'),
+      ...(operatorToken ? { operatorToken } : {}),
       ...(opts.id ? { id: opts.id } : {}), ...(opts.advertise ? { advertiseUrl: opts.advertise } : {}),
       config: {
         leaseTtlMs: parseDuration(opts.leaseTtl, '--lease-ttl'),
@@ -104,10 +107,20 @@ program.command('agent')
   .addOption(new Option('--containerizer <kind>', 'default: docker when an engine answers').choices(['docker', 'process']))
   .option('--work-dir <dir>', 'checkpoints and task sandboxes', '.regatta/agent')
   .option('--default-image <image>', 'image for tasks that name none', 'regatta/busybox:latest')
-  .action(async (opts: { nats?: string; pool: string; resources?: string; attributes?: string; containerizer?: 'docker' | 'process'; workDir: string; defaultImage: string }) => {
-    const { runAgent } = await import('../../agent/src/main.js')
+  .option('--oversubscribe', 'offer what tasks leave unused as revocable; preempt revocable tasks when it is needed back')
+  .option('--revocable-margin <fraction>', 'with --oversubscribe: part of the allocation kept back from the estimate (default 0.2)')
+  .option('--qos-interval <duration>', 'with --oversubscribe: how often usage is sampled and the QoS decision taken (default 2s)')
+  .option('--qos-min-free-mem <mib>', 'with --oversubscribe: host memory pressure below this much available (default 5% of memory)')
+  .option('--qos-max-cpu-busy <fraction>', 'with --oversubscribe: host CPU pressure at or above this busy fraction (default: not acted on)')
+  .action(async (opts: {
+    nats?: string; pool: string; resources?: string; attributes?: string; containerizer?: 'docker' | 'process'; workDir: string; defaultImage: string
+    oversubscribe?: boolean; revocableMargin?: string; qosInterval?: string; qosMinFreeMem?: string; qosMaxCpuBusy?: string
+  }) => {
+    const { runAgent, oversubscriptionFromFlags } = await import('../../agent/src/main.js')
+    const oversubscription = oversubscriptionFromFlags(opts)
     await serveUntilSignal(() => runAgent({
       natsUrl: natsUrl(opts.nats), pool: opts.pool, workDir: opts.workDir, defaultImage: opts.defaultImage,
+      ...(oversubscription ? { oversubscription } : {}),
       ...(opts.resources ? { resources: opts.resources } : {}),
       ...(opts.attributes ? { attributes: opts.attributes } : {}),
       ...(opts.containerizer ? { containerizer: opts.containerizer } : {}),
@@ -154,20 +167,38 @@ agents.command('ls')
   .description('list agents with state, pool, resources used/total, tasks, idle time')
   .addOption(natsOption())
   .addOption(jsonOption())
-  .action(async (opts: { nats?: string; json?: boolean }) => {
-    const state = await clusterState(opts.nats)
-    process.stdout.write(opts.json ? `${JSON.stringify(state.agents)}\n` : `${formatAgents(state)}\n`)
+  .option('--pool <name>', 'only the agents of this pool')
+  .action(async (opts: { nats?: string; json?: boolean; pool?: string }) => {
+    const { agentsLs } = await import('./agents.js')
+    await withNats(opts.nats, (nc) => agentsLs(nc, opts, (text) => { process.stdout.write(text) }))
   })
+for (const [name, type, what] of [
+  ['drain', 'DRAIN', 'take no new work on the agent: its offers are withdrawn, running tasks finish, frameworks get inverse offers'],
+  ['undrain', 'UNDRAIN', 'let a drained agent take new work again'],
+] as const) {
+  agents.command(name)
+    .description(what)
+    .argument('<id>', 'agent id (see regatta agents ls)')
+    .addOption(natsOption())
+    .addOption(jsonOption())
+    .action(async (id: string, opts: { nats?: string; json?: boolean }) => {
+      const { agentsDrain } = await import('./agents.js')
+      await withNats(opts.nats, (nc) => agentsDrain(nc, type, id, opts, (text) => { process.stdout.write(text) }))
+    })
+}
 
 program.command('ci')
-  .description('run the CI service: GitHub webhooks, pipelines, the runs API and web UI (env: REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN, REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL)')
+  .description('run the CI service: GitHub webhooks, pipelines, the runs API and web UI (env: REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN, REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED)')
   .addOption(natsOption())
   .option('--http <host:port>', 'HTTP address: webhooks, runs API and UI', '0.0.0.0:8080')
   .option('--public-url <url>', 'base URL of the runs UI, for links in commit statuses (env REGATTA_PUBLIC_URL)')
   .option('--replicas <n>', 'JetStream KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
-  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string }) => {
+  .option('--no-cancel-superseded', 'keep older runs of a branch or pull request running when a newer push arrives (env REGATTA_CANCEL_SUPERSEDED=false)')
+  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean }) => {
     const { runCi, ciEnv } = await import('../../ci/src/main.js')
     const env = ciEnv()
+    // the flag, when given, wins over the environment
+    if (!opts.cancelSuperseded) env.cancelSuperseded = false
     const publicUrl = opts.publicUrl ?? env.publicUrl
     if (publicUrl !== undefined && !/^https?:\/\/[^\s/]+(\/\S*)?$/.test(publicUrl)) {
       throw new RegattaError('INVALID_CONFIG', `--public-url: "${publicUrl}" is not an http(s) URL`)
@@ -178,6 +209,42 @@ program.command('ci')
     const { assertListenable } = await import('./ports.js')
     await assertListenable(http, '--http')
     await serveUntilSignal(() => runCi({ natsUrl: nats, http, replicas, ...env, ...(publicUrl ? { publicUrl } : {}) }))
+  })
+
+const secrets = program.command('secrets').description('repository secrets, sealed by the CI service (values from stdin, never shown)')
+secrets.command('set')
+  .description('store a secret: its value is read from stdin, e.g. printf %s "$TOKEN" | regatta secrets set acme/web NPM_TOKEN')
+  .argument('<repo>', 'the repository, owner/name')
+  .argument('<name>', 'the secret\'s name, as jobs read it (an env var name)')
+  .addOption(natsOption())
+  .action(async (repo: string, name: string, opts: { nats?: string }) => {
+    const { checkSecretArgs, readSecretValue, setSecret } = await import('./secrets.js')
+    checkSecretArgs(repo, name)
+    const value = await readSecretValue(process.stdin)
+    await withNats(opts.nats, (nc) => setSecret(nc, repo, name, value))
+    process.stdout.write(`secret ${name} set for ${repo}\n`)
+  })
+secrets.command('ls')
+  .description('list a repository\'s secrets: names and when each was set (never values)')
+  .argument('<repo>', 'the repository, owner/name')
+  .addOption(natsOption())
+  .addOption(jsonOption())
+  .action(async (repo: string, opts: { nats?: string; json?: boolean }) => {
+    const { checkSecretArgs, formatSecrets, listSecrets } = await import('./secrets.js')
+    checkSecretArgs(repo)
+    const list = await withNats(opts.nats, (nc) => listSecrets(nc, repo))
+    process.stdout.write(opts.json ? `${JSON.stringify(list)}\n` : `${formatSecrets(list)}\n`)
+  })
+secrets.command('rm')
+  .description('delete a secret')
+  .argument('<repo>', 'the repository, owner/name')
+  .argument('<name>', 'the secret\'s name')
+  .addOption(natsOption())
+  .action(async (repo: string, name: string, opts: { nats?: string }) => {
+    const { checkSecretArgs, deleteSecret } = await import('./secrets.js')
+    checkSecretArgs(repo, name)
+    await withNats(opts.nats, (nc) => deleteSecret(nc, repo, name))
+    process.stdout.write(`secret ${name} deleted from ${repo}\n`)
   })
 
 // The run commands talk to the CI service's HTTP API (--ci), not to NATS.
