@@ -30,6 +30,7 @@ import { SIDECARS_NEED_DOCKER } from './containerizer/process.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
 import { TaskText } from './task-output.js'
 import { checkWorkspacePath, restoreCache, saveArtifacts, saveCache, type SaveResult } from './workspace-store.js'
+import { OversubscriptionController, PREEMPTED, type ObservedTask, type OversubscriptionOptions } from './oversubscription/index.js'
 
 export interface AgentOptions {
   nc: NatsConnection
@@ -55,6 +56,11 @@ export interface AgentOptions {
   saveTimeoutMs?: number
   /** Replicas of the cache and artifact buckets when the agent creates them (default 1). */
   objectStoreReplicas?: number
+  /**
+   * Oversubscription: estimate what the non-revocable tasks leave unused and send it as
+   * revocable on heartbeats; preempt revocable tasks when it is needed back. Absent: off.
+   */
+  oversubscription?: OversubscriptionOptions
 }
 
 interface LiveTask {
@@ -62,7 +68,10 @@ interface LiveTask {
   status: TaskStatus
   sandbox: string
   container?: RunningContainer
-  killRequested?: { graceMs: number }
+  /** A kill was asked for; `reason` and `message` go on its KILLED update (default: KILLED, on request). */
+  killRequested?: { graceMs: number; reason?: string; message?: string }
+  /** When the agent got the task (ms): the newest revocable tasks are preempted first. */
+  launchedAt: number
   logs?: { stdout: WriteStream; stderr: WriteStream }
   outputSeq: number
   /** Writes out what the output's decoder and masker still hold (set by outputSink). */
@@ -141,6 +150,7 @@ export class Agent {
   private registered = false
   private registering?: Promise<void>
   private stopped = false
+  private readonly oversubscription?: OversubscriptionController
 
   constructor(private readonly o: AgentOptions) {
     this.nc = o.nc
@@ -149,6 +159,13 @@ export class Agent {
     this.clock = o.clock ?? systemClock
     this.log = o.logger
     this.checkpoints = new CheckpointStore(o.workDir)
+    if (o.oversubscription) {
+      this.oversubscription = new OversubscriptionController({
+        tasks: () => this.observedTasks(),
+        preempt: (k, message) => this.preempt(k, message),
+        estimateShrank: () => void this.heartbeat(),
+      }, o.oversubscription, { clock: this.clock, logger: o.logger })
+    }
   }
 
   get epoch(): number {
@@ -191,11 +208,13 @@ export class Agent {
     })
     await this.register()
     this.scheduleHeartbeat()
+    this.oversubscription?.start()
   }
 
   async stop(): Promise<void> {
     this.stopped = true
     this.heartbeatTimer?.cancel()
+    await this.oversubscription?.stop()
     this.sub?.unsubscribe()
     this.leaderSub?.unsubscribe()
     // let updates in flight be stored, for a bounded time
@@ -258,7 +277,8 @@ export class Agent {
   private async heartbeat(): Promise<void> {
     if (!this.registered) return
     try {
-      const reply = await request(this.nc, Subjects.agentHeartbeat, { agentId: this.id }, HeartbeatReply, Math.max(1_000, this.heartbeatIntervalMs))
+      const revocable = this.oversubscription?.revocable()
+      const reply = await request(this.nc, Subjects.agentHeartbeat, { agentId: this.id, ...(revocable ? { revocable } : {}) }, HeartbeatReply, Math.max(1_000, this.heartbeatIntervalMs))
       if (reply.epoch > this.masterEpoch) {
         // a new leader that knows us (from its registry): re-register so it learns our tasks
         this.acceptEpoch(reply.epoch)
@@ -331,7 +351,7 @@ export class Agent {
   private async launch(info: TaskInfo): Promise<void> {
     const sandbox = this.sandboxOf(info)
     const t: LiveTask = {
-      info, sandbox, outputSeq: 0,
+      info, sandbox, outputSeq: 0, launchedAt: this.clock.now(),
       status: { taskId: info.taskId, frameworkId: info.frameworkId, agentId: this.id, state: 'STAGING', source: 'agent', timestamp: this.clock.now() },
     }
     this.tasks.set(key(info.frameworkId, info.taskId), t)
@@ -399,7 +419,7 @@ export class Agent {
       const e = RegattaError.from(err, 'CONTAINER_ERROR')
       log.warn({ code: e.code, err: e.message }, 'task could not start')
       const reason = e.code === 'IMAGE_PULL_FAILED' || e.code === 'CHECKOUT_FAILED' ? e.code : 'CONTAINER_LAUNCH_FAILED'
-      if (t.killRequested) this.update(t, 'KILLED', { reason: 'KILLED', message: 'killed before it started' })
+      if (t.killRequested) this.update(t, 'KILLED', { reason: t.killRequested.reason ?? 'KILLED', message: t.killRequested.message ?? 'killed before it started' })
       // as the master does with a task it refuses: ERROR, the task as described cannot run
       else if (e.code === 'INVALID_TASK') this.update(t, 'ERROR', { reason: 'TASK_INVALID', message: e.message })
       else this.update(t, 'FAILED', { reason, message: e.message })
@@ -440,10 +460,13 @@ export class Agent {
     if (isTerminal(t.status.state) || t.finishing) return
     t.finishing = true
     const code = exit.exitCode
-    const killed = { state: 'KILLED' as const, extra: { reason: 'KILLED', message: 'killed on request', ...(code !== null ? { exitCode: code } : {}) } }
+    // a function: a kill (and its reason) may come while the outputs are being saved
+    const killed = (): { state: TaskState; extra: Partial<TaskStatus> } => ({ state: 'KILLED', extra: {
+      reason: t.killRequested?.reason ?? 'KILLED', message: t.killRequested?.message ?? 'killed on request', ...(code !== null ? { exitCode: code } : {}),
+    } })
     let end: { state: TaskState; extra: Partial<TaskStatus> }
     if (t.killRequested || exit.killed) {
-      end = killed
+      end = killed()
     } else if (exit.neverStarted) {
       // the agent died between creating the container and starting it: the command never ran,
       // so the framework may launch the task again (LOST) without running it twice
@@ -462,7 +485,7 @@ export class Agent {
         fields: {}, notes: [`saving the cache and artifacts failed: ${errorText(err)}`], artifactsFailed: t.info.artifacts !== undefined,
       }))
       if (t.killRequested) {
-        end = killed
+        end = killed()
       } else {
         Object.assign(end.extra, saved.fields)
         if (saved.notes.length > 0) {
@@ -554,11 +577,37 @@ export class Agent {
     else this.clock.setTimeout(removeSandbox, retention)
   }
 
-  private async killTask(t: LiveTask, graceMs?: number): Promise<void> {
+  private async killTask(t: LiveTask, graceMs?: number, why?: { reason: string; message: string }): Promise<void> {
     const grace = graceMs ?? t.info.killGracePeriodMs ?? this.o.killGracePeriodMs ?? 3_000
-    t.killRequested = { graceMs: grace }
+    // the first reason stays: a task preempted and then killed on request was preempted
+    const prior = t.killRequested?.reason !== undefined ? { reason: t.killRequested.reason, message: t.killRequested.message ?? '' } : undefined
+    t.killRequested = { graceMs: grace, ...(prior ?? why ?? {}) }
     t.transfer?.abort(new Error('the task was killed'))
     if (t.container) await t.container.kill(grace).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'kill failed'))
+  }
+
+  // ---- oversubscription -------------------------------------------------------------------
+
+  /** The tasks as the oversubscription controller sees them. */
+  private observedTasks(): ObservedTask[] {
+    const out: ObservedTask[] = []
+    for (const [k, t] of this.tasks) {
+      if (isTerminal(t.status.state)) continue
+      out.push({
+        key: k, resources: t.info.resources, launchedAt: t.launchedAt,
+        ...(t.container ? { container: t.container } : {}),
+        ending: t.killRequested !== undefined || t.finishing === true,
+      })
+    }
+    return out
+  }
+
+  /** Kills a revocable task whose resources the non-revocable tasks need back: KILLED, PREEMPTED. */
+  private preempt(k: string, message: string): void {
+    const t = this.tasks.get(k)
+    if (!t || t.killRequested || isTerminal(t.status.state)) return
+    this.log.warn({ taskId: t.info.taskId, frameworkId: t.info.frameworkId, why: message }, 'preempting a revocable task')
+    void this.killTask(t, undefined, { reason: PREEMPTED, message })
   }
 
   // ---- status updates ---------------------------------------------------------------------
@@ -618,7 +667,7 @@ export class Agent {
     const byTask = new Map(recovered.map((r) => [key(r.frameworkId, r.taskId), r]))
     for (const cp of checkpoints) {
       const k = key(cp.task.frameworkId, cp.task.taskId)
-      const t: LiveTask = { info: cp.task, status: cp.status, sandbox: cp.sandbox, outputSeq: 0, ...(cp.cacheRestored !== undefined ? { cacheRestored: cp.cacheRestored } : {}) }
+      const t: LiveTask = { info: cp.task, status: cp.status, sandbox: cp.sandbox, outputSeq: 0, launchedAt: cp.status.timestamp, ...(cp.cacheRestored !== undefined ? { cacheRestored: cp.cacheRestored } : {}) }
       this.tasks.set(k, t)
       const found = byTask.get(k)
       byTask.delete(k)

@@ -2,11 +2,13 @@
 import { resolve } from 'node:path'
 import { connectNats } from '../../../shared/nats/index.js'
 import { createLogger, type Logger } from '../../../shared/log/index.js'
-import { parseAttributes } from '../../../shared/config/index.js'
+import { parseAttributes, parseDuration, parseNumberArg } from '../../../shared/config/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
 import { Agent } from './agent.js'
 import { agentResources } from './resources.js'
 import Dockerode from 'dockerode'
 import { BASE_IMAGE, DockerContainerizer, ProcessContainerizer, detectContainerizer, ensureBaseImage } from './containerizer/index.js'
+import type { OversubscriptionOptions } from './oversubscription/index.js'
 
 export const DEFAULT_IMAGE = BASE_IMAGE
 
@@ -20,6 +22,46 @@ export interface AgentRunOptions {
   defaultImage?: string
   id?: string
   logger?: Logger
+  /** Offer what tasks leave unused as revocable, and preempt revocable tasks under pressure (absent: off). */
+  oversubscription?: OversubscriptionOptions
+}
+
+/** The agent's oversubscription flags as the CLI takes them (text, validated here). */
+export interface OversubscriptionFlags {
+  oversubscribe?: boolean
+  revocableMargin?: string
+  qosInterval?: string
+  qosMinFreeMem?: string
+  qosMaxCpuBusy?: string
+}
+
+/**
+ * `--oversubscribe` and its settings as options (undefined: off). Throws INVALID_CONFIG naming
+ * the flag for a bad value, or for a setting given without `--oversubscribe`.
+ */
+export function oversubscriptionFromFlags(f: OversubscriptionFlags): OversubscriptionOptions | undefined {
+  const given = ([
+    ['--revocable-margin', f.revocableMargin], ['--qos-interval', f.qosInterval],
+    ['--qos-min-free-mem', f.qosMinFreeMem], ['--qos-max-cpu-busy', f.qosMaxCpuBusy],
+  ] as const).filter(([, v]) => v !== undefined)
+  if (!f.oversubscribe) {
+    if (given.length > 0) throw new RegattaError('INVALID_CONFIG', `${given[0]![0]} needs --oversubscribe`)
+    return undefined
+  }
+  const fraction = (text: string, flag: string): number => {
+    const n = parseNumberArg(text, flag)
+    if (n > 1) throw new RegattaError('INVALID_CONFIG', `${flag}: "${text}" is not a fraction from 0 to 1`)
+    return n
+  }
+  const o: OversubscriptionOptions = {}
+  if (f.revocableMargin !== undefined) o.margin = fraction(f.revocableMargin, '--revocable-margin')
+  if (f.qosInterval !== undefined) {
+    o.intervalMs = parseDuration(f.qosInterval, '--qos-interval')
+    if (o.intervalMs < 100) throw new RegattaError('INVALID_CONFIG', `--qos-interval: "${f.qosInterval}" is shorter than 100ms`)
+  }
+  if (f.qosMinFreeMem !== undefined) o.memMinFreeMb = parseNumberArg(f.qosMinFreeMem, '--qos-min-free-mem')
+  if (f.qosMaxCpuBusy !== undefined) o.cpuMaxBusy = fraction(f.qosMaxCpuBusy, '--qos-max-cpu-busy')
+  return o
 }
 
 export interface RunningAgent {
@@ -49,9 +91,10 @@ export async function runAgent(o: AgentRunOptions): Promise<RunningAgent> {
   const agent = new Agent({
     nc, workDir, pool: o.pool ?? 'default', resources, attributes, containerizer, logger,
     defaultImage, ...(o.id ? { id: o.id } : {}),
+    ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}),
   })
   await agent.start()
-  logger.info({ agentId: agent.id, containerizer: kind, workDir }, 'agent started')
+  logger.info({ agentId: agent.id, containerizer: kind, workDir, oversubscription: o.oversubscription ?? false }, 'agent started')
   return {
     agent,
     async stop() {

@@ -1,12 +1,13 @@
 // Best-effort resource limits for the process containerizer: one cgroup (v1) per task under
 // `<root>/<controller>/regatta/`, for memory, CPU (CFS quota) and pids, where the host lets us
 // write there. Nothing here may fail a launch: a limit that cannot be set is logged and skipped.
+// The same cgroups (and one under cpuacct) account the task's usage, for oversubscription.
 import { constants } from 'node:fs'
 import { access, mkdir, readFile, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Logger } from '../../../../shared/log/index.js'
 
-export type Controller = 'memory' | 'cpu' | 'pids'
+export type Controller = 'memory' | 'cpu' | 'pids' | 'cpuacct'
 
 export interface CgroupLimits {
   memMb?: number
@@ -17,9 +18,9 @@ export interface CgroupLimits {
 const CFS_PERIOD_US = 100_000
 
 /** The controllers this host lets us create cgroups in (cgroup v1, writable), probed once. */
-export async function writableControllers(root: string, parent: string): Promise<Controller[]> {
+export async function writableControllers(root: string, parent: string, which: readonly Controller[] = ['memory', 'cpu', 'pids']): Promise<Controller[]> {
   const usable: Controller[] = []
-  for (const controller of ['memory', 'cpu', 'pids'] as const) {
+  for (const controller of which) {
     const dir = join(root, controller, parent)
     try {
       // A v1 hierarchy has its controller's files at the top; cgroup v2 has none of these.
@@ -41,8 +42,14 @@ export class TaskCgroup {
     private readonly log: Logger,
   ) {}
 
-  /** Creates the task's cgroups and writes its limits; controllers that fail are left out. */
-  static async create(root: string, parent: string, name: string, controllers: Controller[], limits: CgroupLimits, log: Logger): Promise<TaskCgroup> {
+  /**
+   * Creates the task's cgroups and writes its limits; controllers that fail are left out.
+   * `accounting` controllers (memory, cpuacct) get a cgroup even with no limit to write, so that
+   * the task's usage can be read.
+   */
+  static async create(
+    root: string, parent: string, name: string, controllers: Controller[], limits: CgroupLimits, log: Logger, accounting: readonly Controller[] = [],
+  ): Promise<TaskCgroup> {
     const dirs = new Map<Controller, string>()
     const settings: Array<[Controller, Array<[string, string]>]> = []
     if (limits.memMb !== undefined && controllers.includes('memory')) {
@@ -73,7 +80,43 @@ export class TaskCgroup {
         })
       }
     }
+    for (const controller of accounting) {
+      if (dirs.has(controller) || !controllers.includes(controller)) continue
+      const dir = join(root, controller, parent, name)
+      try {
+        await mkdir(dir)
+      } catch (err) {
+        // EEXIST: cpu and cpuacct mounted together (cpu,cpuacct), the cpu cgroup made above is
+        // this one (task cgroup names carry a random suffix: nobody else's)
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+          log.debug({ err, controller }, 'cannot create the task cgroup; its usage is read from /proc')
+          continue
+        }
+      }
+      dirs.set(controller, dir)
+    }
     return new TaskCgroup(dirs, log)
+  }
+
+  /**
+   * The task's usage from its cgroups: CPU time (cpuacct.usage) and memory in use (usage less
+   * inactive page cache, as `docker stats` counts it). A field is absent without its cgroup.
+   */
+  async usage(): Promise<{ cpuSeconds?: number; memMb?: number }> {
+    const out: { cpuSeconds?: number; memMb?: number } = {}
+    const acct = this.dirs.get('cpuacct')
+    const mem = this.dirs.get('memory')
+    const [ns, bytes, stat] = await Promise.all([
+      acct ? readFile(join(acct, 'cpuacct.usage'), 'utf8').catch(() => undefined) : undefined,
+      mem ? readFile(join(mem, 'memory.usage_in_bytes'), 'utf8').catch(() => undefined) : undefined,
+      mem ? readFile(join(mem, 'memory.stat'), 'utf8').catch(() => undefined) : undefined,
+    ])
+    if (ns !== undefined && Number.isFinite(Number(ns))) out.cpuSeconds = Number(ns) / 1e9
+    if (bytes !== undefined && Number.isFinite(Number(bytes))) {
+      const inactive = Number(/^total_inactive_file (\d+)$/m.exec(stat ?? '')?.[1] ?? 0)
+      out.memMb = Math.max(0, Number(bytes) - inactive) / (1024 * 1024)
+    }
+    return out
   }
 
   /** `cgroup.procs` files the first process must write its pid into before it execs. */

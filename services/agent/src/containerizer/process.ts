@@ -9,8 +9,9 @@ import { delimiter, isAbsolute, join, relative, resolve } from 'node:path'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { silentLogger, type Logger } from '../../../../shared/log/index.js'
 import { TaskCgroup, writableControllers, type Controller } from './cgroup.js'
+import { processGroupUsage } from '../oversubscription/procfs.js'
 import {
-  SANDBOX_MOUNT, type Containerizer, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer,
+  SANDBOX_MOUNT, type Containerizer, type ContainerUsage, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer,
 } from './types.js'
 
 export interface ProcessContainerizerOptions {
@@ -44,6 +45,8 @@ export class ProcessContainerizer implements Containerizer {
   private readonly pidsLimit: number
   private readonly drainMs: number
   private controllers?: Promise<Controller[]>
+  /** cpuacct, where writable: a task's CPU time for oversubscription (no limit is set there). */
+  private accounting?: Promise<Controller[]>
 
   constructor(options: ProcessContainerizerOptions = {}) {
     this.log = options.logger ?? silentLogger()
@@ -51,7 +54,10 @@ export class ProcessContainerizer implements Containerizer {
     this.cgroupParent = options.cgroupParent ?? 'regatta'
     this.pidsLimit = options.pidsLimit ?? 4096
     this.drainMs = options.outputDrainMs ?? 2000
-    if (options.limits === false) this.controllers = Promise.resolve([])
+    if (options.limits === false) {
+      this.controllers = Promise.resolve([])
+      this.accounting = Promise.resolve([])
+    }
   }
 
   /** The cgroup controllers limits are enforced with on this host (probed once). */
@@ -78,11 +84,13 @@ export class ProcessContainerizer implements Containerizer {
     }
 
     const controllers = await this.enforcedControllers()
+    this.accounting ??= writableControllers(this.cgroupRoot, this.cgroupParent, ['cpuacct'])
+    const accounting = await this.accounting
     let cgroup: TaskCgroup | undefined
     if (controllers.length > 0) {
       const name = `${spec.taskId.replace(/[^A-Za-z0-9_.-]/g, '_').slice(0, 64)}-${randomBytes(3).toString('hex')}`
-      cgroup = await TaskCgroup.create(this.cgroupRoot, this.cgroupParent, name, controllers,
-        { memMb: spec.memMb, cpus: spec.cpus, pids: this.pidsLimit }, log)
+      cgroup = await TaskCgroup.create(this.cgroupRoot, this.cgroupParent, name, [...controllers, ...accounting],
+        { memMb: spec.memMb, cpus: spec.cpus, pids: this.pidsLimit }, log, ['memory', 'cpuacct'])
       if (cgroup.procsFiles().length === 0) cgroup = undefined
     }
 
@@ -173,6 +181,19 @@ class ProcessTask implements RunningContainer {
       clearTimeout(timer)
     }
     await this.exited
+  }
+
+  /**
+   * CPU time and memory from the task's cgroups; what they cannot say (no cgroup, cgroup v2)
+   * from the processes of its group in /proc.
+   */
+  async usage(): Promise<ContainerUsage | undefined> {
+    if (this.done) return undefined
+    const fromCgroup = (await this.cgroup?.usage()) ?? {}
+    if (fromCgroup.cpuSeconds !== undefined && fromCgroup.memMb !== undefined) return fromCgroup
+    const fromProc = await processGroupUsage(this.pid)
+    if (!fromProc && fromCgroup.cpuSeconds === undefined && fromCgroup.memMb === undefined) return undefined
+    return { ...fromProc, ...fromCgroup }
   }
 
   private signalGroup(signal: NodeJS.Signals): void {

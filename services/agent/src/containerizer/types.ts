@@ -66,6 +66,17 @@ export interface RunningContainer {
   exited: Promise<ExitInfo>
   /** SIGTERM, then SIGKILL after graceMs; resolves when the command is gone. */
   kill(graceMs: number): Promise<void>
+  /**
+   * What the task uses now (oversubscription samples it): CPU time since it started and memory
+   * in use. Undefined when it cannot be measured (or has exited); never rejects.
+   */
+  usage?(): Promise<ContainerUsage | undefined>
+}
+
+/** A reading of a task's usage: cumulative CPU seconds, memory MiB (page cache that can be dropped left out). */
+export interface ContainerUsage {
+  cpuSeconds?: number
+  memMb?: number
 }
 
 export interface RecoveredContainer {
