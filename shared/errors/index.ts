@@ -28,6 +28,8 @@ export const ErrorCodes = {
   INVALID_PIPELINE: 'a pipeline file (.regatta/*.yml) is not valid; the message lists each error as file:line:column',
   INVALID_EXPRESSION: 'a ${{ }} expression could not be parsed or evaluated; the message gives its column',
   SECRETS_UNAVAILABLE: 'no secrets key is configured (REGATTA_SECRETS_KEY), or a stored secret does not open with it',
+  OPERATOR_API_DISABLED: 'an operator HTTP call (drain, undrain...) reached a master with no operator token configured (--operator-token / REGATTA_OPERATOR_TOKEN), so it is refused (HTTP 403)',
+  UNAUTHORIZED: 'an operator HTTP call carried no `Authorization: Bearer <token>` header, or not the configured operator token (HTTP 401)',
   INTERNAL: 'an unexpected failure; the message says where',
 } as const
 

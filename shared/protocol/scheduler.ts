@@ -78,6 +78,19 @@ export const Offer = Type.Object({
 })
 export type Offer = Static<typeof Offer>
 
+/**
+ * Maintenance (Mesos' inverse offer): the master asks the framework to move its work off an
+ * agent, which is unavailable from `startMs` (for `durationMs`, or for good when absent). The
+ * agent takes no new tasks; the ones running there go on until they end.
+ */
+export const InverseOffer = Type.Object({
+  id: Id,
+  agentId: Id,
+  frameworkId: FrameworkId,
+  unavailability: Type.Object({ startMs: Type.Number(), durationMs: Type.Optional(Type.Number({ minimum: 0 })) }),
+})
+export type InverseOffer = Static<typeof InverseOffer>
+
 export const Event = Type.Union([
   Type.Object({ type: Type.Literal('SUBSCRIBED'), frameworkId: FrameworkId, heartbeatIntervalMs: Type.Integer(), masterId: Type.String(), epoch: Type.Integer() }),
   /** `epoch`: the leader that made the offers (offers of an older leader are void). */
@@ -87,6 +100,8 @@ export const Event = Type.Union([
   Type.Object({ type: Type.Literal('FAILURE'), agentId: Id, message: Type.Optional(Type.String()) }),
   Type.Object({ type: Type.Literal('HEARTBEAT') }),
   Type.Object({ type: Type.Literal('ERROR'), message: Type.String(), code: Type.Optional(Type.String()) }),
+  /** Agents the framework has tasks on are being drained (see InverseOffer). */
+  Type.Object({ type: Type.Literal('INVERSE_OFFERS'), inverseOffers: Type.Array(InverseOffer) }),
 ])
 export type Event = Static<typeof Event>
 

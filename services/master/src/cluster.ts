@@ -12,7 +12,10 @@ export interface AgentEntry {
   info: AgentInfo
   /** `recovering`: known from the registry after a failover, not re-registered yet. */
   state: 'active' | 'unreachable' | 'recovering'
+  /** Maintenance: no new offers from it (persisted in the registry). */
   draining: boolean
+  /** When the drain began (the start of its unavailability in inverse offers). */
+  drainingSince?: number
   registeredAt: number
   lastHeartbeatAt: number
   /** Revocable resources the agent's estimator reports (oversubscription). */

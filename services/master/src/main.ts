@@ -3,6 +3,7 @@ import { hostname } from 'node:os'
 import { randomUUID } from 'node:crypto'
 import { connectNats } from '../../../shared/nats/index.js'
 import { createLogger, type Logger } from '../../../shared/log/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
 import type { HostPort } from '../../../shared/config/index.js'
 import { Master, type MasterConfig } from './master.js'
 import { MasterMetrics } from './metrics.js'
@@ -16,6 +17,21 @@ export interface MasterRunOptions {
   advertiseUrl?: string
   config?: Partial<MasterConfig>
   logger?: Logger
+  /** Bearer token of the operator HTTP routes (drain, undrain...); default REGATTA_OPERATOR_TOKEN; none: they answer 403. */
+  operatorToken?: string
+}
+
+/**
+ * The operator token from the flag, else from REGATTA_OPERATOR_TOKEN (an empty one counts as
+ * none). It travels in an HTTP header: printable ASCII without spaces, at least 8 characters.
+ */
+export function operatorTokenFrom(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const [what, token] = flag !== undefined ? ['--operator-token', flag] : ['REGATTA_OPERATOR_TOKEN', env.REGATTA_OPERATOR_TOKEN]
+  if (token === undefined || token === '') return undefined
+  if (!/^[\x21-\x7e]{8,512}$/.test(token)) {
+    throw new RegattaError('INVALID_CONFIG', `${what}: the operator token must be 8 to 512 printable ASCII characters without spaces`)
+  }
+  return token
 }
 
 export interface RunningMaster {
@@ -25,6 +41,7 @@ export interface RunningMaster {
 }
 
 export async function runMaster(o: MasterRunOptions): Promise<RunningMaster> {
+  const operatorToken = operatorTokenFrom(o.operatorToken)
   const id = o.id ?? `master-${hostname().replace(/[^A-Za-z0-9-]/g, '-')}-${randomUUID().slice(0, 6)}`
   const logger = (o.logger ?? createLogger('master')).child({ masterId: id })
   const nc = await connectNats(o.natsUrl, `regatta-master-${id}`)
@@ -41,6 +58,8 @@ export async function runMaster(o: MasterRunOptions): Promise<RunningMaster> {
       isLeader: () => master.isLeader,
       leaderHttpUrl: () => master.leaderInfo()?.httpUrl,
       logger,
+      operator: (call) => master.operator(call),
+      ...(operatorToken ? { operatorToken } : {}),
     })
     await http.listen({ host: o.http.host, port: o.http.port })
     const addr = http.server.address()

@@ -5,8 +5,8 @@ import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
   AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, StatusUpdates, TaskStatus, Subjects, Streams, Consumers, Buckets,
-  decode, encode, isTerminal,
-  type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type TaskInfo, type TaskState,
+  OperatorCall, decode, encode, isTerminal,
+  type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type OperatorReply, type TaskInfo, type TaskState,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { add, normalize, subtract } from '../../../shared/resources/index.js'
@@ -195,6 +195,7 @@ export class Master {
       serve(this.nc, Subjects.agentRegister, RegisterAgent, (m) => this.registerAgent(m), serveOpts),
       serve(this.nc, Subjects.agentHeartbeat, AgentHeartbeat, (m) => this.heartbeat(m), serveOpts),
       serve(this.nc, Subjects.schedulerCall, Call, (m) => this.call(m), serveOpts),
+      serve(this.nc, Subjects.masterOperator, OperatorCall, (m) => this.operator(m), serveOpts),
     )
     const stateSub = this.nc.subscribe(Subjects.masterState)
     this.subs.push(stateSub)
@@ -251,6 +252,7 @@ export class Master {
     for (const a of r.agents) {
       this.cluster.agents.set(a.info.id, {
         info: a.info, state: 'recovering', draining: a.draining, registeredAt: a.registeredAt, lastHeartbeatAt: now,
+        ...(a.draining ? { drainingSince: a.drainingSince ?? now } : {}),
         revocable: [], used: [], offered: [], taskKeys: new Set(), idleSince: now,
       })
     }
@@ -297,7 +299,7 @@ export class Master {
       const changed = agent.state === 'recovering' || JSON.stringify(agent.info) !== JSON.stringify(info)
       agent.info = info
       agent.state = 'active'
-      if (changed) this.registry.putAgent({ info, registeredAt: agent.registeredAt, draining: agent.draining })
+      if (changed) void this.registry.putAgent(this.agentRecord(agent))
       agent.lastHeartbeatAt = now
       agent.unreachableSince = undefined
       agent.used = []
@@ -311,7 +313,7 @@ export class Master {
         revocable: [], used: [], offered: [], taskKeys: new Set(), idleSince: now,
       }
       this.cluster.agents.set(info.id, agent)
-      this.registry.putAgent({ info, registeredAt: now, draining: false })
+      void this.registry.putAgent({ info, registeredAt: now, draining: false })
     }
     for (const { task, status } of m.tasks) {
       const key = taskKey(task.frameworkId, task.taskId)
@@ -328,7 +330,9 @@ export class Master {
       }
     }
     this.answerPendingReconcile(info.id)
-    this.log.info({ agentId: info.id, tasks: m.tasks.length, pool: info.pool }, 'agent registered')
+    // still draining (after a failover, say): frameworks that have tasks there hear it again
+    if (agent.draining) this.sendInverseOffers(agent)
+    this.log.info({ agentId: info.id, tasks: m.tasks.length, pool: info.pool, draining: agent.draining }, 'agent registered')
     this.scheduleAllocation()
     return {
       agentId: info.id, epoch: this.lease.epoch, heartbeatIntervalMs: this.config.heartbeatIntervalMs,
@@ -404,6 +408,84 @@ export class Master {
         this.teardown(f)
       }
     }
+  }
+
+  // ---- operator calls ---------------------------------------------------------------------
+
+  /**
+   * Every operator call, from NATS (Subjects.masterOperator) and from the HTTP API alike: one
+   * function per call, here. Only the leader acts.
+   */
+  async operator(c: OperatorCall): Promise<OperatorReply> {
+    this.assertLeading()
+    this.o.metrics?.call(c.type)
+    switch (c.type) {
+      case 'DRAIN': return this.drain(c.agentId)
+      case 'UNDRAIN': return this.undrain(c.agentId)
+      default: throw new RegattaError('UNKNOWN_CALL', `operator call ${(c as { type: string }).type} is not handled by this master`)
+    }
+  }
+
+  private agentRecord(agent: AgentEntry): { info: AgentEntry['info']; registeredAt: number; draining: boolean; drainingSince?: number } {
+    return {
+      info: agent.info, registeredAt: agent.registeredAt, draining: agent.draining,
+      ...(agent.draining && agent.drainingSince !== undefined ? { drainingSince: agent.drainingSince } : {}),
+    }
+  }
+
+  private knownAgent(agentId: string): AgentEntry {
+    const agent = this.cluster.agents.get(agentId)
+    if (!agent) throw new RegattaError('UNKNOWN_AGENT', `agent ${agentId} is not known to the leading master (see regatta agents ls)`)
+    return agent
+  }
+
+  /** Stores the agent's draining mark; the call fails when it could not be stored (a new leader would not know it). */
+  private async persistDraining(agent: AgentEntry, what: string): Promise<void> {
+    if (!await this.registry.putAgent(this.agentRecord(agent))) {
+      throw new RegattaError('NOT_LEADER', `${what} of agent ${agent.info.id} could not be stored in the registry; try again`)
+    }
+  }
+
+  /** Maintenance: no new work on the agent; running tasks go on; frameworks with tasks there are told. */
+  private async drain(agentId: string): Promise<OperatorReply> {
+    const agent = this.knownAgent(agentId)
+    if (!agent.draining) {
+      agent.draining = true
+      agent.drainingSince = this.clock.now()
+      this.log.info({ agentId, pool: agent.info.pool }, 'agent draining')
+    }
+    for (const offerId of this.cluster.offersOfAgent(agentId)) this.rescind(offerId)
+    this.sendInverseOffers(agent)
+    await this.persistDraining(agent, 'the drain')
+    return { ok: true }
+  }
+
+  private async undrain(agentId: string): Promise<OperatorReply> {
+    const agent = this.knownAgent(agentId)
+    if (agent.draining) {
+      agent.draining = false
+      agent.drainingSince = undefined
+      this.log.info({ agentId, pool: agent.info.pool }, 'agent no longer draining')
+      this.scheduleAllocation()
+    }
+    await this.persistDraining(agent, 'the undrain')
+    return { ok: true }
+  }
+
+  /** An inverse offer to each framework with live tasks on a draining agent (to `onlyFramework` when given). */
+  private sendInverseOffers(agent: AgentEntry, onlyFramework?: string): void {
+    const frameworks = new Set<string>()
+    for (const key of agent.taskKeys) {
+      const t = this.cluster.tasks.get(key)
+      if (t && !isTerminal(t.state) && (onlyFramework === undefined || t.info.frameworkId === onlyFramework)) frameworks.add(t.info.frameworkId)
+    }
+    const startMs = agent.drainingSince ?? this.clock.now()
+    for (const frameworkId of frameworks) {
+      this.sendEvent(frameworkId, { type: 'INVERSE_OFFERS', inverseOffers: [{
+        id: randomUUID(), agentId: agent.info.id, frameworkId, unavailability: { startMs },
+      }] })
+    }
+    if (frameworks.size > 0) this.log.info({ agentId: agent.info.id, frameworks: frameworks.size }, 'inverse offers sent')
   }
 
   // ---- frameworks -------------------------------------------------------------------------
@@ -494,6 +576,12 @@ export class Master {
       this.cluster.frameworks.set(id, f)
     }
     this.registry.putFramework({ info: f.info, registeredAt: f.registeredAt })
+    // a framework coming back with tasks on draining agents hears about them again
+    const agentIds = new Set([...f.taskKeys].map((k) => this.cluster.tasks.get(k)?.info.agentId))
+    for (const agentId of agentIds) {
+      const agent = agentId === undefined ? undefined : this.cluster.agents.get(agentId)
+      if (agent?.draining) this.sendInverseOffers(agent, id)
+    }
     // the framework's durable consumer of its status updates must exist before any task runs
     await ensureConsumer(await this.nc.jetstreamManager(), Streams.updates, Consumers.frameworkUpdates(id), Subjects.statusUpdate(id))
     this.log.info({ frameworkId: id, name: info.name, roles: info.roles }, 'framework subscribed')

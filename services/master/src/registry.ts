@@ -11,6 +11,7 @@ export const AgentRecord = Type.Object({
   info: AgentInfo,
   registeredAt: Type.Number(),
   draining: Type.Boolean(),
+  drainingSince: Type.Optional(Type.Number()),
 })
 export type AgentRecord = Static<typeof AgentRecord>
 
@@ -74,50 +75,57 @@ export class Registry {
     return out
   }
 
-  private write(key: string, value: unknown | undefined): void {
-    const op = async (): Promise<void> => {
+  /** Queues a write; the promise says whether it was stored (false: dropped or given up, logged). */
+  private write(key: string, value: unknown | undefined): Promise<boolean> {
+    const op = async (): Promise<boolean> => {
       await this.open()
       for (let attempt = 0; ; attempt++) {
         if (!this.mayWrite()) {
           this.log.warn({ key }, 'not leading: registry write dropped')
-          return
+          return false
         }
         try {
           if (value === undefined) await this.kv!.delete(key)
           else await this.kv!.put(key, JSON.stringify(value))
-          return
+          return true
         } catch (err) {
           if (attempt >= 10) {
             this.log.error({ key, err: (err as Error).message }, 'giving up a registry write')
-            return
+            return false
           }
           await new Promise((r) => setTimeout(r, Math.min(2_000, 100 * 2 ** attempt)))
         }
       }
     }
-    const next = (this.chains.get(key) ?? Promise.resolve()).then(op)
-    this.chains.set(key, next)
-    void next.finally(() => { if (this.chains.get(key) === next) this.chains.delete(key) })
+    const next = (this.chains.get(key) ?? Promise.resolve()).then(op, op)
+    const settled = next.then(() => undefined, () => undefined)
+    this.chains.set(key, settled)
+    void settled.finally(() => { if (this.chains.get(key) === settled) this.chains.delete(key) })
+    return next.catch((err: unknown) => {
+      this.log.error({ key, err: (err as Error).message }, 'a registry write failed')
+      return false
+    })
   }
 
-  putAgent(r: AgentRecord): void {
-    this.write(`agent.${keyPart(r.info.id)}`, r)
+  /** Stores an agent; the promise says whether it was stored (callers that must know await it). */
+  putAgent(r: AgentRecord): Promise<boolean> {
+    return this.write(`agent.${keyPart(r.info.id)}`, r)
   }
 
   deleteAgent(id: string): void {
-    this.write(`agent.${keyPart(id)}`, undefined)
+    void this.write(`agent.${keyPart(id)}`, undefined)
   }
 
   putFramework(r: FrameworkRecord): void {
-    this.write(`framework.${keyPart(r.info.id)}`, r)
+    void this.write(`framework.${keyPart(r.info.id)}`, r)
   }
 
   deleteFramework(id: string): void {
-    this.write(`framework.${keyPart(id)}`, undefined)
+    void this.write(`framework.${keyPart(id)}`, undefined)
   }
 
   putRole(name: string, config: RoleConfig): void {
-    this.write(`role.${keyPart(name)}`, config)
+    void this.write(`role.${keyPart(name)}`, config)
   }
 
   /** Waits for the writes queued so far (tests, and a leader stepping down). */

@@ -7,10 +7,12 @@ import Fastify, {
 import type { Logger } from 'pino'
 import { Type } from '@sinclair/typebox'
 import { silentLogger } from '../../../../shared/log/index.js'
-import { ClusterState } from '../../../../shared/protocol/index.js'
+import { RegattaError } from '../../../../shared/errors/index.js'
+import { ClusterState, type OperatorCall, type OperatorReply } from '../../../../shared/protocol/index.js'
 import type { MasterMetrics } from '../metrics.js'
 import { errorBody, installErrorHandlers } from './errors.js'
 import { PAGE_HEADERS, renderPage } from './page.js'
+import { registerOperatorRoutes } from './operator.js'
 
 export interface MasterHttpOptions {
   /** A snapshot of the cluster as this master sees it. */
@@ -21,6 +23,10 @@ export interface MasterHttpOptions {
   /** Base URL of the leading master's HTTP server (e.g. `http://10.0.0.2:5050`), when known. */
   leaderHttpUrl(): string | undefined
   logger?: Logger
+  /** Operator calls (drain, undrain...); without it the operator routes answer 503. */
+  operator?(call: OperatorCall): Promise<OperatorReply>
+  /** Bearer token of the operator routes; none: they answer 403. */
+  operatorToken?: string
 }
 
 const Health = Type.Object({ status: Type.Literal('ok'), leader: Type.Boolean() })
@@ -57,6 +63,13 @@ export function createMasterHttp(options: MasterHttpOptions): MasterHttp {
   app.get('/api/v1/state', { schema: { response: { 200: ClusterState } } }, async (request, reply) => {
     if (!options.isLeader()) return answerAsStandby(request, reply, options.leaderHttpUrl())
     return options.getState()
+  })
+
+  registerOperatorRoutes(app, {
+    operator: options.operator ?? (() => Promise.reject(new RegattaError('NOT_LEADER', 'this server carries out no operator calls'))),
+    ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}),
+    isLeader: options.isLeader,
+    answerAsStandby: (request, reply) => answerAsStandby(request, reply, options.leaderHttpUrl()),
   })
 
   app.get('/', async (request, reply) => {
