@@ -1,17 +1,11 @@
 // End to end: the CI service's runs web UI in headless Chromium (Debian's chromium driven by
 // playwright-core) against a real cluster (process containerizer) and a local git repository:
-// the runs list, a run's job graph with states, and a job's log growing live while it runs.
+// the runs list, a run's job graph with states and artifacts, and a job's log growing live while it runs.
 import t from 'tap'
 import { existsSync } from 'node:fs'
 import { chromium, type Browser, type Page } from 'playwright-core'
-import { silentLogger } from '../../shared/log/index.js'
-import { ProcessContainerizer } from '../../services/agent/src/containerizer/index.js'
-import { runCi, type RunningCi } from '../../services/ci/src/main.js'
 import type { RunView } from '../../services/ci/src/views.js'
-import { startCluster, type TestCluster } from '../helpers/cluster.js'
-import { startFakeGitHubApi, type FakeGitHubApi } from '../helpers/github-api.js'
-import { createRepo, type TestRepo } from '../helpers/git-repo.js'
-import { waitUntil } from '../helpers/wait.js'
+import { FINAL_RUN_STATES as FINAL, startCiFixture, type CiFixture } from '../helpers/ci.js'
 import type { TapTest } from '../helpers/tap-types.js'
 
 const CHROMIUM = '/usr/bin/chromium'
@@ -29,9 +23,10 @@ jobs:
   build:
     image: regatta/busybox:latest
     resources: { cpus: 0.5, mem: 128 }
+    artifacts: [out/]
     steps:
       - name: compile
-        run: echo compiled
+        run: mkdir -p out && echo built > out/app.txt && echo compiled
   stream:
     needs: [build]
     image: regatta/busybox:latest
@@ -49,22 +44,15 @@ jobs:
       - run: echo report
 `
 
-let cluster: TestCluster
-let ci: RunningCi
-let repo: TestRepo
-// commit statuses go to a local stand-in for GitHub's API: nothing leaves the machine
-let api: FakeGitHubApi
+let f: CiFixture
+let ci: CiFixture['ci']
 let sha: string
 let browser: Browser
 
 t.before(async () => {
-  cluster = await startCluster()
-  await cluster.startMaster()
-  await cluster.startAgent({ containerizer: new ProcessContainerizer({ logger: silentLogger(), limits: false }) })
-  repo = await createRepo()
-  sha = await repo.commit({ '.regatta/ci.yml': PIPELINE })
-  api = await startFakeGitHubApi()
-  ci = await runCi({ natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, githubApiUrl: api.url, logger: silentLogger() })
+  f = await startCiFixture({ containerizer: 'process' })
+  ci = f.ci
+  sha = await f.repo.commit({ '.regatta/ci.yml': PIPELINE })
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
@@ -72,30 +60,17 @@ t.before(async () => {
 })
 t.teardown(async () => {
   await browser?.close()
-  await ci?.stop()
-  await cluster?.stop()
-  await api?.close()
-  await repo?.remove()
+  await f?.stop()
 })
 
 async function trigger(): Promise<string> {
-  const res = await fetch(`${ci.url}/api/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ repo: repo.url, ref: 'main', sha }) })
+  const res = await fetch(`${ci.url}/api/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ repo: f.repo.url, ref: 'main', sha }) })
   if (res.status !== 201) throw new Error(`trigger: ${res.status} ${await res.text()}`)
   return ((await res.json()) as RunView).runId
 }
 
-async function getRun(runId: string): Promise<RunView> {
-  return await (await fetch(`${ci.url}/api/v1/runs/${runId}`)).json() as RunView
-}
-
-function waitForRun(runId: string, done: (r: RunView) => boolean, timeoutMs = 60_000): Promise<RunView> {
-  return waitUntil(`run ${runId}`, async () => {
-    const r = await getRun(runId)
-    return done(r) ? r : undefined
-  }, timeoutMs, 50)
-}
-
-const FINAL = ['succeeded', 'failed', 'cancelled', 'error']
+const getRun = (runId: string): Promise<RunView> => f.getRun(runId)
+const waitForRun = (runId: string, done: (r: RunView) => boolean, timeoutMs = 60_000): Promise<RunView> => f.waitForRun({ runId }, done, timeoutMs)
 
 /** A page, and the script and console errors it reports (a CSP refusal shows there). */
 async function openPage(t: TapTest, path: string): Promise<{ page: Page; problems: string[] }> {
@@ -118,7 +93,7 @@ t.test('Checks that the runs list shows a run: repository, ref, short sha, state
   await link.waitFor({ timeout: 10_000 })
   const row = page.locator('tr', { has: link })
   const text = await row.innerText()
-  t.match(text, repo.dir.split('/').pop()!, 'the repository')
+  t.match(text, f.repo.dir.split('/').pop()!, 'the repository')
   t.match(text, /\bmain\b/, 'the branch')
   t.match(text, sha.slice(0, 7), 'the short sha')
   t.notMatch(text, sha.slice(0, 8))
@@ -148,6 +123,16 @@ t.test('Checks that the run page shows its jobs in DAG columns with their states
   t.equal(await page.locator('#edges path').count(), 2, 'a line per need')
   t.match(await page.locator('.summary').innerText(), /succeeded/)
   t.match(await page.locator('.summary').innerText(), sha, 'the commit')
+
+  // the build job's artifacts: listed with their size, and the link downloads the tar.gz
+  const link = page.locator('.artifacts a', { hasText: 'ci/build.tar.gz' })
+  await link.waitFor({ timeout: 10_000 })
+  t.equal(await page.locator('.artifacts a').count(), 1, 'only the job that saved artifacts is listed')
+  const download = await fetch(`${ci.url}${await link.getAttribute('href')}`)
+  t.equal(download.status, 200, 'the link downloads')
+  t.equal(download.headers.get('content-type'), 'application/gzip')
+  const size = Number(/(\d+) B/.exec(await page.locator('.artifacts li').innerText())?.[1])
+  t.equal((await download.arrayBuffer()).byteLength, size, 'of the size shown')
   t.same(problems, [], 'no script or console errors')
 })
 

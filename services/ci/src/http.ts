@@ -14,6 +14,7 @@ import { taskOutput, taskOutputText } from './logs.js'
 import { CI_FRAMEWORK_ID } from './service.js'
 import { manualTrigger } from './manual.js'
 import { artifactName } from './task-spec.js'
+import { artifactStore, savedArtifacts } from './artifacts.js'
 import { Readable } from 'node:stream'
 import { Buckets } from '../../../shared/protocol/index.js'
 
@@ -65,14 +66,14 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) },
   }, async (req) => {
     const { limit } = req.query as { limit?: number }
-    return { runs: (await o.service.list(limit ?? 100)).map(runView) }
+    return { runs: (await o.service.list(limit ?? 100)).map((doc) => runView(doc)) }
   })
 
   app.get('/api/v1/runs/:id', async (req) => {
     const { id } = req.params as { id: string }
     const doc = await o.service.get(id)
     if (!doc) throw new RegattaError('NOT_FOUND', `no run ${id}`)
-    return runView(doc)
+    return runView(doc, await savedArtifacts(o.nc, doc))
   })
 
   app.post('/api/v1/runs', {
@@ -151,12 +152,8 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     const taskIds = await o.service.jobTasks(id, job)
     const taskId = taskIds[taskIds.length - 1]
     if (!taskId) throw new RegattaError('NOT_FOUND', `no job ${job} in run ${id}, or it never ran`)
-    let store
-    try {
-      store = await o.nc.jetstream().views.os(Buckets.artifacts)
-    } catch {
-      throw new RegattaError('NOT_FOUND', 'no artifacts were ever saved')
-    }
+    const store = await artifactStore(o.nc)
+    if (!store) throw new RegattaError('NOT_FOUND', 'no artifacts were ever saved')
     const name = artifactName(taskId)
     const info = await store.info(name)
     if (!info || info.deleted) throw new RegattaError('NOT_FOUND', `job ${job} of run ${id} saved no artifacts`)

@@ -17,6 +17,8 @@ export interface JobView {
   message: string | null
   startedAt: number | null
   finishedAt: number | null
+  /** The tar.gz its latest attempt saved (its `artifacts` paths), to download; null if none (or in a list of runs). */
+  artifacts: { url: string; size: number } | null
 }
 
 export interface RunView {
@@ -35,7 +37,8 @@ export interface RunView {
   jobs: JobView[]
 }
 
-export function runView(doc: RunDocument): RunView {
+/** The view of a run; `artifacts` (job id -> bytes saved) comes from the object store, see savedArtifacts(). */
+export function runView(doc: RunDocument, artifacts: Record<string, number> = {}): RunView {
   const c = doc.machine.snapshot.context
   const t = doc.meta.trigger
   return {
@@ -69,6 +72,9 @@ export function runView(doc: RunDocument): RunView {
         message: j.context.message,
         startedAt: j.context.startedAt,
         finishedAt: j.context.finishedAt,
+        artifacts: artifacts[id] !== undefined
+          ? { url: `/api/v1/runs/${encodeURIComponent(doc.meta.runId)}/jobs/${encodeURIComponent(id)}/artifacts`, size: artifacts[id] }
+          : null,
       }
     }),
   }

@@ -134,7 +134,19 @@ function renderRun(run, selected, now) {
   if (run.error) html += '<pre class="run-error">' + esc(run.error) + '</pre>';
   if (run.supersededBy) html += '<p class="muted">Superseded by <a data-nav href="' + esc(runHref(run.supersededBy)) + '"><code>' + esc(run.supersededBy) + '</code></a>.</p>';
   html += '<h2>Jobs</h2>' + renderGraph(run, selected, now);
+  var saved = run.jobs.filter(function (j) { return j.artifacts; });
+  if (saved.length) {
+    html += '<h2>Artifacts</h2><ul class="artifacts">' + saved.map(function (j) {
+      return '<li><a download href="' + esc(j.artifacts.url) + '">' + esc(j.id) + '.tar.gz</a> <span class="muted">' + esc(bytes(j.artifacts.size)) + '</span></li>';
+    }).join('') + '</ul>';
+  }
   return html;
+}
+
+function bytes(n) {
+  if (n < 1024) return n + ' B';
+  if (n < 1048576) return (n / 1024).toFixed(1) + ' KiB';
+  return (n / 1048576).toFixed(1) + ' MiB';
 }
 
 if (typeof document !== 'undefined') (function () {
