@@ -1,6 +1,6 @@
 // Messages between agents and the leading master.
 import { Type, type Static } from '@sinclair/typebox'
-import { Attributes, Resource } from './resources.js'
+import { Attributes, Resource, VolumeId } from './resources.js'
 import { TaskInfo, TaskStatus } from './tasks.js'
 
 export const AgentInfo = Type.Object({
@@ -41,11 +41,19 @@ export type AgentHeartbeat = Static<typeof AgentHeartbeat>
 export const HeartbeatReply = Type.Object({ epoch: Type.Integer({ minimum: 0 }) })
 export type HeartbeatReply = Static<typeof HeartbeatReply>
 
+/** A persistent volume on an agent: its id is unique within its role there. */
+export const VolumeRef = Type.Object({ role: Type.String({ minLength: 1, maxLength: 128 }), id: VolumeId })
+export type VolumeRef = Static<typeof VolumeRef>
+
 /** Commands from the leading master to one agent; each carries the master's epoch (fencing). */
 export const AgentCommand = Type.Union([
   Type.Object({ type: Type.Literal('LAUNCH'), epoch: Type.Integer(), tasks: Type.Array(TaskInfo, { minItems: 1, maxItems: 10_000 }) }),
   Type.Object({ type: Type.Literal('KILL'), epoch: Type.Integer(), frameworkId: Type.String(), taskId: Type.String(), gracePeriodMs: Type.Optional(Type.Integer({ minimum: 0 })) }),
   Type.Object({ type: Type.Literal('SHUTDOWN_FRAMEWORK'), epoch: Type.Integer(), frameworkId: Type.String() }),
+  /** Persistent volumes just made (CREATE): their directories start empty (anything left there goes). */
+  Type.Object({ type: Type.Literal('CREATE_VOLUMES'), epoch: Type.Integer(), volumes: Type.Array(VolumeRef, { minItems: 1, maxItems: 64 }) }),
+  /** Persistent volumes destroyed (DESTROY): their directories and all they hold go. */
+  Type.Object({ type: Type.Literal('DESTROY_VOLUMES'), epoch: Type.Integer(), volumes: Type.Array(VolumeRef, { minItems: 1, maxItems: 64 }) }),
 ])
 export type AgentCommand = Static<typeof AgentCommand>
 

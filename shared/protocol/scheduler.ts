@@ -1,6 +1,6 @@
 // The framework (scheduler) API: calls a framework sends the master and the events it receives.
 import { Type, type Static } from '@sinclair/typebox'
-import { Attributes, Resource } from './resources.js'
+import { Attributes, CreateOperation, DestroyOperation, ReserveOperation, Resource, UnreserveOperation } from './resources.js'
 import { TaskSpec, TaskStatus } from './tasks.js'
 
 const Id = Type.String({ minLength: 1, maxLength: 256 })
@@ -29,6 +29,8 @@ export type Filters = Static<typeof Filters>
 
 export const Operation = Type.Union([
   Type.Object({ type: Type.Literal('LAUNCH'), tasks: Type.Array(TaskSpec, { minItems: 1, maxItems: 10_000 }) }),
+  // dynamic reservations and persistent volumes (see their schemas in resources.ts)
+  ReserveOperation, UnreserveOperation, CreateOperation, DestroyOperation,
 ])
 export type Operation = Static<typeof Operation>
 

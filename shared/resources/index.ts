@@ -1,6 +1,6 @@
 // Resource arithmetic (Mesos semantics): scalars and ranges, each possibly reserved for a role
-// and possibly revocable. Resources with the same identity (name, role, principal, revocable)
-// merge; others stay apart. Scalars are kept in fixed point (0.001) as Mesos does, so that
+// and possibly revocable, reserved disk possibly a persistent volume. Resources with the same
+// identity (name, role, principal, revocable, volume) merge; others stay apart. Scalars are kept in fixed point (0.001) as Mesos does, so that
 // repeated add/subtract never drifts.
 import type { Range, Resource } from '../protocol/resources.js'
 import { RegattaError } from '../errors/index.js'
@@ -22,11 +22,21 @@ function principalOf(r: Resource): string | undefined {
   return r.principal === undefined || r.principal === '' ? undefined : r.principal
 }
 
+/** A persistent volume's identity (its id and where tasks see it); '' for anything else. */
+export function volumeKey(r: Resource): string {
+  return r.disk ? `${r.disk.persistence.id}\u0000${r.disk.containerPath}` : ''
+}
+
+export function isVolume(r: Resource): boolean {
+  return r.disk !== undefined
+}
+
 // A scalar and ranges of the same name are different kinds and never merge (merging them lost
 // the scalar); `*` is no reservation and an empty principal is no principal, everywhere.
 function sameIdentity(a: Resource, b: Resource): boolean {
   return a.name === b.name && roleOf(a) === roleOf(b) && principalOf(a) === principalOf(b) &&
-    !!a.revocable === !!b.revocable && (a.ranges !== undefined) === (b.ranges !== undefined)
+    !!a.revocable === !!b.revocable && (a.ranges !== undefined) === (b.ranges !== undefined) &&
+    volumeKey(a) === volumeKey(b)
 }
 
 function isEmpty(r: Resource): boolean {
@@ -41,6 +51,7 @@ function cloneShape(r: Resource): Resource {
   if (role !== undefined) out.role = role
   if (principal !== undefined) out.principal = principal
   if (r.revocable) out.revocable = true
+  if (r.disk) out.disk = { persistence: { id: r.disk.persistence.id }, containerPath: r.disk.containerPath }
   return out
 }
 
@@ -130,7 +141,7 @@ export function contains(a: readonly Resource[], b: readonly Resource[]): boolea
   })
 }
 
-/** Drops reservations and the revocable mark (optionally re-marking everything for one role). */
+/** Drops reservations, volumes and the revocable mark (optionally re-marking everything for one role). */
 export function flatten(rs: readonly Resource[], role?: string): Resource[] {
   return normalize(rs.map((r) => {
     const out: Resource = { name: r.name }
@@ -167,6 +178,44 @@ export function isRevocable(r: Resource): boolean {
   return r.revocable === true
 }
 
+/** The same resources unreserved: what a RESERVE takes and an UNRESERVE gives back. */
+export function unreserved(rs: readonly Resource[]): Resource[] {
+  return normalize(rs.map((r) => {
+    const { role: _role, principal: _principal, disk: _disk, ...rest } = r
+    return rest
+  }))
+}
+
+/** The same resources without their volume: the reserved disk a CREATE takes and a DESTROY gives back. */
+export function withoutVolumes(rs: readonly Resource[]): Resource[] {
+  return normalize(rs.map((r) => {
+    const { disk: _disk, ...rest } = r
+    return rest
+  }))
+}
+
+/**
+ * What is wrong with a volume's container path, or undefined when nothing is: it must name a
+ * directory below the sandbox (relative) or below `/` (absolute), with no `..` segment.
+ */
+export function volumePathProblem(path: string): string | undefined {
+  if (path.includes('\u0000')) return 'has a NUL character'
+  const segments = path.split('/').filter((s) => s !== '' && s !== '.')
+  if (segments.includes('..')) return 'has a ".." segment'
+  if (segments.length === 0) return 'names no directory'
+  return undefined
+}
+
+/**
+ * A conversion (Mesos's `ResourceConversion`): `consumed` is taken out of `rs` and `converted`
+ * put in its place, as a RESERVE (unreserved -> reserved), an UNRESERVE, a CREATE (reserved disk
+ * -> volume) or a DESTROY does. Undefined when `rs` does not hold all of `consumed`.
+ */
+export function convert(rs: readonly Resource[], consumed: readonly Resource[], converted: readonly Resource[]): Resource[] | undefined {
+  if (!contains(rs, consumed)) return undefined
+  return add(subtract(rs, consumed), converted)
+}
+
 /**
  * Parses the agent's `--resources` syntax: `cpus:2;mem:4096;disk:20000;ports:[31000-32000]`,
  * with an optional reservation `cpus(ci/main):1`. Errors name the bad part.
@@ -178,13 +227,21 @@ export function parseResources(text: string): Resource[] {
   for (const rawPart of text.split(';')) {
     const part = rawPart.trim()
     if (part === '') continue
-    const m = /^([A-Za-z][A-Za-z0-9_-]*)(?:\(([^()]+)\))?\s*:\s*(.+)$/.exec(part)
+    const m = /^([A-Za-z][A-Za-z0-9_-]*)(?:\(([^()]+)\))?(?:\[([^\][]*)\])?\s*:\s*(.+)$/.exec(part)
     if (!m) throw new RegattaError('INVALID_RESOURCES', `bad resource "${part}": expected name:value or name(role):value`)
-    const [, name, rawRole, value] = m as unknown as [string, string, string | undefined, string]
+    const [, name, rawRole, rawVolume, value] = m as unknown as [string, string, string | undefined, string | undefined, string]
     const r: Resource = { name }
     const role = rawRole?.trim()
     if (role === '') throw new RegattaError('INVALID_RESOURCES', `bad resource "${part}": empty role`)
     if (role !== undefined && role !== ANY_ROLE) r.role = role
+    if (rawVolume !== undefined) {
+      // a persistent volume, as Mesos writes it: disk(role)[id:container_path]:size
+      const vm = /^([A-Za-z0-9][A-Za-z0-9._-]*):(.+)$/.exec(rawVolume.trim())
+      if (!vm || name !== 'disk' || r.role === undefined) {
+        throw new RegattaError('INVALID_RESOURCES', `bad volume "${part}": expected disk(role)[id:container_path]:size`)
+      }
+      r.disk = { persistence: { id: vm[1]! }, containerPath: vm[2]!.trim() }
+    }
     const v = value.trim()
     if (v === '') throw new RegattaError('INVALID_RESOURCES', `bad resource "${part}": no value`)
     if (v.startsWith('[')) {
@@ -210,6 +267,7 @@ export function parseResources(text: string): Resource[] {
       if (!Number.isFinite(n) || n < 0) throw new RegattaError('INVALID_RESOURCES', `bad value "${v}" for "${name}": expected a non-negative number`)
       r.scalar = round(n)
     }
+    if (r.disk && r.ranges) throw new RegattaError('INVALID_RESOURCES', `bad volume "${part}": a volume's size is a number`)
     out.push(r)
   }
   return normalize(out)
@@ -218,7 +276,7 @@ export function parseResources(text: string): Resource[] {
 /** The inverse of parseResources, for humans (revocable ones are marked with `~`). */
 export function formatResources(rs: readonly Resource[]): string {
   return normalize(rs).map((r) => {
-    const name = r.role ? `${r.name}(${r.role})` : r.name
+    const name = `${r.role ? `${r.name}(${r.role})` : r.name}${r.disk ? `[${r.disk.persistence.id}:${r.disk.containerPath}]` : ''}`
     const value = r.ranges !== undefined
       ? `[${r.ranges.map((x) => (x.begin === x.end ? `${x.begin}` : `${x.begin}-${x.end}`)).join(',')}]`
       : `${r.scalar}`

@@ -17,6 +17,7 @@ import { allocate } from './allocator/index.js'
 import { Cluster, taskKey, type AgentEntry, type FrameworkEntry, type TaskEntry } from './cluster.js'
 import { Registry } from './registry.js'
 import { takeFromPool } from './launch.js'
+import { Reservations } from './reservations.js'
 import type { MasterMetrics } from './metrics.js'
 
 export interface MasterConfig {
@@ -97,6 +98,8 @@ export class Master {
   private leading = false
   private stopped = false
   private readonly registry: Registry
+  /** Dynamic reservations, volumes, weights and quotas (ACCEPT operations and operator calls). */
+  readonly reservations: Reservations
   private electedAt = 0
   /** Explicit reconciliation questions about tasks on agents that have not re-registered yet. */
   private pendingReconcile = new Map<string, Array<{ frameworkId: string; taskId: string }>>()
@@ -123,6 +126,11 @@ export class Master {
       replicas: this.config.replicas,
     })
     this.registry = new Registry(o.nc, this.log, () => this.lease.isLeader, this.config.replicas)
+    this.reservations = new Reservations({
+      cluster: () => this.cluster, registry: this.registry, log: this.log, epoch: () => this.lease.epoch,
+      rescind: (id) => this.rescind(id), scheduleAllocation: () => this.scheduleAllocation(),
+      command: (agentId, cmd) => void this.command(agentId, cmd),
+    })
   }
 
   get isLeader(): boolean {
@@ -264,6 +272,7 @@ export class Master {
       })
     }
     for (const [name, cfg] of r.roles) this.cluster.roles.set(name, cfg)
+    this.reservations.reset(r.reservations)
     this.log.info({ agents: r.agents.length, frameworks: r.frameworks.length }, 'recovered the registry')
   }
 
@@ -284,7 +293,8 @@ export class Master {
   private registerAgent(m: RegisterAgent): AgentRegistered {
     this.assertLeading()
     const now = this.clock.now()
-    const info = m.agent
+    // what the agent has, with the reservations and volumes the master made on it
+    const info = this.reservations.effective(m.agent)
     let agent = this.cluster.agents.get(info.id)
     const reported = new Set(m.tasks.map((t) => taskKey(t.task.frameworkId, t.task.taskId)))
     const killTaskIds: string[] = []
@@ -639,7 +649,7 @@ export class Master {
       const o = this.ownOffer(f, id)
       if (!o) {
         // the offer is gone (rescinded or timed out): its tasks are dropped, as in Mesos
-        for (const op of c.operations) for (const t of op.tasks) {
+        for (const op of c.operations) if (op.type === 'LAUNCH') for (const t of op.tasks) {
           this.masterStatus(f.info.id, t.taskId, undefined, 'DROPPED', 'INVALID_OFFERS', `offer ${id} is no longer valid`)
         }
         for (const other of offers) this.cluster.removeOffer(other.id)
@@ -653,11 +663,17 @@ export class Master {
     if (offers.some((o) => o.agentId !== agentId)) {
       throw new RegattaError('INVALID_OPERATION', 'ACCEPT: all offers must be on the same agent')
     }
+    // reservation operations that do not fit the offers are refused before anything changes
+    this.reservations.check(f, offers, c.operations)
     for (const o of offers) this.cluster.removeOffer(o.id)
     const agent = this.cluster.agents.get(agentId)
     let pool = offers.reduce((acc, o) => add(acc, o.resources), [] as Offer['resources'])
     const launched: TaskInfo[] = []
-    for (const op of c.operations) {
+    for (const [index, op] of c.operations.entries()) {
+      if (op.type !== 'LAUNCH') {
+        if (agent) pool = this.reservations.apply(f, offers, op, index, pool)
+        continue
+      }
       for (const spec of op.tasks) {
         const role = offers.find((o) => takeFromPool(pool, spec.resources, o.role))?.role ?? offers[0]!.role
         const key = taskKey(f.info.id, spec.taskId)

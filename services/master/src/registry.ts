@@ -3,7 +3,7 @@
 // (a new leader learns them from agents re-registering, then reconciles with frameworks).
 import type { KV, NatsConnection } from 'nats'
 import { Type, type Static } from '@sinclair/typebox'
-import { AgentInfo, FrameworkInfo, Buckets, validate } from '../../../shared/protocol/index.js'
+import { AgentInfo, FrameworkInfo, Buckets, Resource, validate } from '../../../shared/protocol/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import type { RoleConfig } from './allocator/types.js'
 
@@ -26,10 +26,20 @@ export const RoleRecord = Type.Object({
   quota: Type.Optional(Type.Record(Type.String(), Type.Number({ minimum: 0 }))),
 })
 
+/** An agent's dynamic reservations and persistent volumes (see reservations.ts), kept across failovers and agent restarts. */
+export const ReservationRecord = Type.Object({
+  agentId: Type.String(),
+  reserved: Type.Array(Resource),
+  volumes: Type.Array(Resource),
+})
+export type ReservationRecord = Static<typeof ReservationRecord>
+
 export interface RegistryContents {
   agents: AgentRecord[]
   frameworks: FrameworkRecord[]
   roles: Map<string, RoleConfig>
+  /** By agent id. */
+  reservations: Map<string, { reserved: Resource[]; volumes: Resource[] }>
 }
 
 /** KV keys allow letters, digits and `-_/=.`; names are escaped so that any id fits. */
@@ -57,7 +67,7 @@ export class Registry {
   async load(): Promise<RegistryContents> {
     await this.open()
     const kv = this.kv!
-    const out: RegistryContents = { agents: [], frameworks: [], roles: new Map() }
+    const out: RegistryContents = { agents: [], frameworks: [], roles: new Map(), reservations: new Map() }
     const keys: string[] = []
     for await (const k of await kv.keys()) keys.push(k)
     for (const k of keys) {
@@ -68,6 +78,10 @@ export class Registry {
         if (k.startsWith('agent.')) out.agents.push(validate(AgentRecord, value, `registry ${k}`))
         else if (k.startsWith('framework.')) out.frameworks.push(validate(FrameworkRecord, value, `registry ${k}`))
         else if (k.startsWith('role.')) out.roles.set(unkey(k.slice('role.'.length)), validate(RoleRecord, value, `registry ${k}`))
+        else if (k.startsWith('reservation.')) {
+          const r = validate(ReservationRecord, value, `registry ${k}`)
+          out.reservations.set(r.agentId, { reserved: r.reserved, volumes: r.volumes })
+        }
       } catch (err) {
         this.log.warn({ key: k, err: (err as Error).message }, 'ignoring a bad registry entry')
       }
@@ -122,6 +136,12 @@ export class Registry {
 
   deleteFramework(id: string): void {
     void this.write(`framework.${keyPart(id)}`, undefined)
+  }
+
+  /** An agent's reservations and volumes; none deletes the key (kept when the agent goes: it may come back with its volumes). */
+  putReservations(agentId: string, r: { reserved: Resource[]; volumes: Resource[] }): void {
+    const value: ReservationRecord | undefined = r.reserved.length + r.volumes.length > 0 ? { agentId, reserved: r.reserved, volumes: r.volumes } : undefined
+    void this.write(`reservation.${keyPart(agentId)}`, value)
   }
 
   putRole(name: string, config: RoleConfig): void {
