@@ -7,46 +7,15 @@ import { spawn } from 'node:child_process'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { silentLogger } from '../../../shared/log/index.js'
-import { ProcessContainerizer } from '../../../services/agent/src/containerizer/index.js'
-import { runCi, type RunningCi } from '../../../services/ci/src/main.js'
 import type { RunView } from '../../../services/ci/src/views.js'
-import { startCluster, type TestCluster } from '../../helpers/cluster.js'
-import { startFakeGitHubApi, type FakeGitHubApi } from '../../helpers/github-api.js'
-import { createRepo, type TestRepo } from '../../helpers/git-repo.js'
+import { FINAL_RUN_STATES as FINAL, startCiFixture, type CiFixture } from '../../helpers/ci.js'
+import { REGATTA_BIN as BIN, regatta } from '../../helpers/cli.js'
 import { freePort } from '../../helpers/nats-server.js'
 import { waitUntil } from '../../helpers/wait.js'
-
-const BIN = fileURLToPath(new URL('../../../services/cli/bin/regatta.mjs', import.meta.url))
-
-interface Run { code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string; ms: number }
-
-/** Runs the CLI to the end (killed after timeoutMs); never rejects. `onStdout` sees output as it comes. */
-function regatta(args: string[], o: { timeoutMs?: number; onStdout?: (text: string) => void; cwd?: string } = {}): Promise<Run> {
-  const started = Date.now()
-  return new Promise((resolve) => {
-    // flags only: no URL from the environment the tests run in
-    const env = { ...process.env }
-    delete env.REGATTA_CI_URL
-    delete env.REGATTA_NATS_URL
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, ...(o.cwd ? { cwd: o.cwd } : {}) })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); o.onStdout?.(stdout) })
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString() })
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 30_000)
-    child.once('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, stdout, stderr, ms: Date.now() - started })
-    })
-  })
-}
 
 /** The non-empty lines of a text. */
 const lines = (s: string): string[] => s.split('\n').filter((l) => l.trim() !== '')
 
-const FINAL = ['succeeded', 'failed', 'cancelled', 'error']
 
 const PIPELINE = `
 name: ci
@@ -93,46 +62,24 @@ jobs:
       - run: echo waiting; sleep 120
 `
 
-let cluster: TestCluster
-let ci: RunningCi
-let repo: TestRepo
-// commit statuses go to a local stand-in for GitHub's API: nothing leaves the machine
-let api: FakeGitHubApi
+let f: CiFixture
+let ci: CiFixture['ci']
+let cluster: CiFixture['cluster']
+let repo: CiFixture['repo']
+let api: CiFixture['api']
 let mainSha: string
 
 t.before(async () => {
-  cluster = await startCluster()
-  await cluster.startMaster()
-  await cluster.startAgent({ containerizer: new ProcessContainerizer({ logger: silentLogger(), limits: false }) })
-  repo = await createRepo()
+  f = await startCiFixture({ containerizer: 'process' })
+  ;({ ci, cluster, repo, api } = f)
   mainSha = await repo.commit({ '.regatta/ci.yml': PIPELINE, 'src.txt': 'hello-source' })
-  api = await startFakeGitHubApi()
-  ci = await runCi({ natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, githubApiUrl: api.url, logger: silentLogger() })
   // the first run bundles the CLI (esbuild)
   await regatta(['--help'], { timeoutMs: 60_000 })
 })
-t.teardown(async () => {
-  await ci?.stop()
-  await cluster?.stop()
-  await api?.close()
-  await repo?.remove()
-})
+t.teardown(() => f?.stop())
 
-async function getRun(runId: string): Promise<RunView> {
-  return await (await fetch(`${ci.url}/api/v1/runs/${runId}`)).json() as RunView
-}
-
-async function waitForRun(runId: string, done: (r: RunView) => boolean, timeoutMs = 60_000): Promise<RunView> {
-  let last: RunView | undefined
-  try {
-    return await waitUntil(`run ${runId}`, async () => {
-      last = await getRun(runId)
-      return done(last) ? last : undefined
-    }, timeoutMs, 100)
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; last seen: ${JSON.stringify(last)}`)
-  }
-}
+const getRun = (runId: string): Promise<RunView> => f.getRun(runId)
+const waitForRun = (runId: string, done: (r: RunView) => boolean, timeoutMs = 60_000): Promise<RunView> => f.waitForRun({ runId }, done, timeoutMs)
 
 /** Starts a run with `regatta trigger` and returns its id (from the human output). */
 async function trigger(sha: string): Promise<string> {
