@@ -432,6 +432,10 @@ export class Master {
     switch (c.type) {
       case 'DRAIN': return this.drain(c.agentId)
       case 'UNDRAIN': return this.undrain(c.agentId)
+      case 'SET_QUOTA': return this.reservations.setQuota(c.role, c.quota)
+      case 'SET_WEIGHT': return this.reservations.setWeight(c.role, c.weight)
+      case 'RESERVE': return this.reservations.reserve(c)
+      case 'UNRESERVE': return this.reservations.unreserve(c)
       default: throw new RegattaError('UNKNOWN_CALL', `operator call ${(c as { type: string }).type} is not handled by this master`)
     }
   }

@@ -139,13 +139,14 @@ export class Registry {
   }
 
   /** An agent's reservations and volumes; none deletes the key (kept when the agent goes: it may come back with its volumes). */
-  putReservations(agentId: string, r: { reserved: Resource[]; volumes: Resource[] }): void {
+  putReservations(agentId: string, r: { reserved: Resource[]; volumes: Resource[] }): Promise<boolean> {
     const value: ReservationRecord | undefined = r.reserved.length + r.volumes.length > 0 ? { agentId, reserved: r.reserved, volumes: r.volumes } : undefined
-    void this.write(`reservation.${keyPart(agentId)}`, value)
+    return this.write(`reservation.${keyPart(agentId)}`, value)
   }
 
-  putRole(name: string, config: RoleConfig): void {
-    void this.write(`role.${keyPart(name)}`, config)
+  /** A role's settings (weight, quota); the promise says whether they were stored. */
+  putRole(name: string, config: RoleConfig): Promise<boolean> {
+    return this.write(`role.${keyPart(name)}`, config)
   }
 
   /** Waits for the writes queued so far (tests, and a leader stepping down). */

@@ -295,7 +295,7 @@ export class Reservations {
     const agentId = offers[0]!.agentId
     try {
       const step = stepOf(op, `ACCEPT operations[${index}] (${op.type})`, pool, this.book(agentId), this.context(f, offers))
-      this.commit(agentId, step)
+      void this.commit(agentId, step)
       this.host.log.info({ frameworkId: f.info.id, agentId, op: op.type, resources: formatResources(step.converted) }, 'reservation operation applied')
       return convert(pool, step.consumed, step.converted) ?? pool
     } catch (err) {
@@ -305,9 +305,10 @@ export class Reservations {
     }
   }
 
-  private commit(agentId: string, step: ReservationStep): void {
+  /** Applies a step to the agent; the promise says whether it was stored in the registry. */
+  private commit(agentId: string, step: ReservationStep): Promise<boolean> {
     this.books.set(agentId, step.book)
-    this.host.registry.putReservations(agentId, step.book)
+    const stored = this.host.registry.putReservations(agentId, step.book)
     const agent = this.host.cluster().agents.get(agentId)
     if (agent) {
       const next = convert(agent.info.resources, step.consumed, step.converted)
@@ -318,6 +319,13 @@ export class Reservations {
     if (step.created.length > 0) this.host.command(agentId, { type: 'CREATE_VOLUMES', epoch, volumes: step.created })
     if (step.destroyed.length > 0) this.host.command(agentId, { type: 'DESTROY_VOLUMES', epoch, volumes: step.destroyed })
     this.host.scheduleAllocation()
+    return stored
+  }
+
+  /** An operator call is answered once its change is stored: a new leader would not know it otherwise. */
+  private async stored(done: Promise<boolean>, what: string): Promise<{ ok: true }> {
+    if (!await done) throw new RegattaError('NOT_LEADER', `${what} could not be stored in the registry; try again`)
+    return { ok: true }
   }
 
   // ---- operators ----------------------------------------------------------------------------
@@ -353,19 +361,20 @@ export class Reservations {
   }
 
   /** Operator RESERVE: unreserved resources of the agent, free now, become reserved for the role. */
-  reserve(c: OperatorReservation): void {
+  reserve(c: OperatorReservation): Promise<{ ok: true }> {
     const { agent, wanted } = this.operatorTarget('RESERVE', c)
     const principal = c.principal === '' ? undefined : c.principal
     const converted = normalize(wanted.map((r) => withPrincipal({ ...r, role: c.role }, principal)))
     const consumed = unreserved(converted)
     this.makeFree(agent, consumed, 'RESERVE')
     const book = this.book(agent.info.id)
-    this.commit(agent.info.id, { consumed, converted, book: { reserved: add(book.reserved, converted), volumes: book.volumes }, created: [], destroyed: [] })
+    const done = this.commit(agent.info.id, { consumed, converted, book: { reserved: add(book.reserved, converted), volumes: book.volumes }, created: [], destroyed: [] })
     this.host.log.info({ agentId: agent.info.id, role: c.role, resources: formatResources(converted) }, 'operator reserved resources')
+    return this.stored(done, `the reservation on agent ${agent.info.id}`)
   }
 
   /** Operator UNRESERVE: the role's dynamic reservations on the agent (any principal, unless named), free now, become unreserved. */
-  unreserve(c: OperatorReservation): void {
+  unreserve(c: OperatorReservation): Promise<{ ok: true }> {
     const { agent, wanted } = this.operatorTarget('UNRESERVE', c)
     const book = this.book(agent.info.id)
     const ofRole = book.reserved.filter((r) => r.role === c.role)
@@ -376,41 +385,43 @@ export class Reservations {
         ` (it has: ${formatResources(ofRole) || 'none'})`)
     }
     this.makeFree(agent, consumed, 'UNRESERVE')
-    this.commit(agent.info.id, {
+    const done = this.commit(agent.info.id, {
       consumed, converted: unreserved(consumed), book: { reserved: subtract(book.reserved, consumed), volumes: book.volumes }, created: [], destroyed: [],
     })
     this.host.log.info({ agentId: agent.info.id, role: c.role, resources: formatResources(consumed) }, 'operator unreserved resources')
+    return this.stored(done, `the unreservation on agent ${agent.info.id}`)
   }
 
-  private setRole(role: string, change: (cfg: RoleConfig) => RoleConfig, what: string): void {
+  private setRole(role: string, change: (cfg: RoleConfig) => RoleConfig, what: string): Promise<{ ok: true }> {
     if (!ROLE.test(role)) throw new RegattaError('INVALID_MESSAGE', `${what}: role "${role}" is not a role name (segments of letters, digits, "_.-" joined by "/")`)
     const cluster = this.host.cluster()
     const cfg = change({ ...(cluster.roles.get(role) ?? {}) })
     cluster.roles.set(role, cfg)
-    this.host.registry.putRole(role, cfg)
+    const done = this.host.registry.putRole(role, cfg)
     this.host.log.info({ role, weight: cfg.weight ?? 1, quota: cfg.quota }, 'role settings changed')
     this.host.scheduleAllocation()
+    return this.stored(done, `${what} of role ${role}`)
   }
 
   /** A role's quota guarantee (per scalar name), or none. */
-  setQuota(role: string, quota: Record<string, number> | null): void {
+  setQuota(role: string, quota: Record<string, number> | null): Promise<{ ok: true }> {
     if (quota) {
       for (const [name, value] of Object.entries(quota)) {
         if (!/^[A-Za-z][A-Za-z0-9_-]*$/.test(name)) throw new RegattaError('INVALID_MESSAGE', `SET_QUOTA: quota: "${name}" is not a resource name`)
         if (!Number.isFinite(value) || value < 0) throw new RegattaError('INVALID_MESSAGE', `SET_QUOTA: quota.${name}: ${value} is not a non-negative number`)
       }
     }
-    this.setRole(role, (cfg) => {
+    return this.setRole(role, (cfg) => {
       const { quota: _old, ...rest } = cfg
       return quota && Object.keys(quota).length > 0 ? { ...rest, quota: { ...quota } } : rest
     }, 'SET_QUOTA')
   }
 
   /** A role's weight: its share of the cluster is divided by it (default 1). */
-  setWeight(role: string, weight: number): void {
+  setWeight(role: string, weight: number): Promise<{ ok: true }> {
     if (!Number.isFinite(weight) || weight <= 0 || weight > MAX_WEIGHT) {
       throw new RegattaError('INVALID_MESSAGE', `SET_WEIGHT: weight: ${weight} is not a number above 0 and at most ${MAX_WEIGHT}`)
     }
-    this.setRole(role, (cfg) => ({ ...cfg, weight }), 'SET_WEIGHT')
+    return this.setRole(role, (cfg) => ({ ...cfg, weight }), 'SET_WEIGHT')
   }
 }

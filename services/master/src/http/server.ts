@@ -13,6 +13,7 @@ import type { MasterMetrics } from '../metrics.js'
 import { errorBody, installErrorHandlers } from './errors.js'
 import { PAGE_HEADERS, renderPage } from './page.js'
 import { registerOperatorRoutes } from './operator.js'
+import { registerReservationRoutes } from './reservations.js'
 
 export interface MasterHttpOptions {
   /** A snapshot of the cluster as this master sees it. */
@@ -65,12 +66,14 @@ export function createMasterHttp(options: MasterHttpOptions): MasterHttp {
     return options.getState()
   })
 
-  registerOperatorRoutes(app, {
+  const operatorRoutes = {
     operator: options.operator ?? (() => Promise.reject(new RegattaError('NOT_LEADER', 'this server carries out no operator calls'))),
     ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}),
     isLeader: options.isLeader,
-    answerAsStandby: (request, reply) => answerAsStandby(request, reply, options.leaderHttpUrl()),
-  })
+    answerAsStandby: (request: FastifyRequest, reply: FastifyReply) => answerAsStandby(request, reply, options.leaderHttpUrl()),
+  }
+  registerOperatorRoutes(app, operatorRoutes)
+  registerReservationRoutes(app, operatorRoutes)
 
   app.get('/', async (request, reply) => {
     if (options.isLeader()) return reply.headers(PAGE_HEADERS).send(renderPage(options.getState()))
