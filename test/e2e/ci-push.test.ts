@@ -1,55 +1,29 @@
 // End to end: a signed push webhook runs the repository's pipeline on a real master, Docker
 // agent and nats-server; commit statuses reach a local stand-in for GitHub's API.
 import t from 'tap'
-import { DockerContainerizer } from '../../services/agent/src/containerizer/index.js'
-import { silentLogger } from '../../shared/log/index.js'
-import { runCi, type RunningCi } from '../../services/ci/src/main.js'
-import { startCluster, type TestCluster } from '../helpers/cluster.js'
+import type { RunView } from '../../services/ci/src/views.js'
 import { ensureBusyboxImage } from '../helpers/docker.js'
-import { startFakeGitHubApi, pushPayload, webhookHeaders, type FakeGitHubApi } from '../helpers/github-api.js'
-import { createRepo, type TestRepo } from '../helpers/git-repo.js'
+import { pushPayload, webhookHeaders } from '../helpers/github-api.js'
+import { startCiFixture, type CiFixture } from '../helpers/ci.js'
 
-const SECRET = 'e2e-secret'
 await ensureBusyboxImage()
 
-let cluster: TestCluster
-let ci: RunningCi
-let api: FakeGitHubApi
-let repo: TestRepo
+let f: CiFixture
+let ci: CiFixture['ci']
+let api: CiFixture['api']
+let repo: CiFixture['repo']
 
 t.before(async () => {
-  cluster = await startCluster()
-  await cluster.startMaster()
-  await cluster.startAgent({ containerizer: new DockerContainerizer({ logger: silentLogger() }), resources: 'cpus:4;mem:4096;disk:10000' })
-  api = await startFakeGitHubApi()
-  repo = await createRepo()
-  ci = await runCi({
-    natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret: SECRET,
-    githubApiUrl: api.url, githubToken: 'test-token', publicUrl: 'http://ci.example.test', logger: silentLogger(),
+  f = await startCiFixture({
+    containerizer: 'docker', agentResources: 'cpus:4;mem:4096;disk:10000',
+    ci: { githubToken: 'test-token', publicUrl: 'http://ci.example.test' },
   })
+  ;({ ci, api, repo } = f)
 })
-t.teardown(async () => {
-  await ci?.stop()
-  await cluster?.stop()
-  await api?.close()
-  await repo?.remove()
-})
+t.teardown(() => f?.stop())
 
-async function push(sha: string, deliveryId?: string): Promise<Response> {
-  const body = JSON.stringify(pushPayload({ repo: 'octo/app', cloneUrl: repo.url, after: sha, branch: 'main' }))
-  return fetch(`${ci.url}/webhooks/github`, { method: 'POST', headers: webhookHeaders({ event: 'push', body, secret: SECRET, ...(deliveryId ? { deliveryId } : {}) }), body })
-}
-
-async function waitForRun(sha: string, done: (state: string) => boolean, timeoutMs = 60_000): Promise<Record<string, unknown> & { runId: string; state: string; jobs: Array<Record<string, unknown> & { id: string; state: string }> }> {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const { runs } = await (await fetch(`${ci.url}/api/v1/runs`)).json() as { runs: Array<{ runId: string; sha: string; state: string }> }
-    const run = runs.find((r) => r.sha === sha)
-    if (run && done(run.state)) return (await (await fetch(`${ci.url}/api/v1/runs/${run.runId}`)).json()) as never
-    if (Date.now() > deadline) throw new Error(`run of ${sha} not done: ${JSON.stringify(run)}`)
-    await new Promise((r) => setTimeout(r, 200))
-  }
-}
+const push = (sha: string, deliveryId?: string): Promise<Response> => f.push(sha, deliveryId ? { deliveryId } : {})
+const waitForRun = (sha: string, done: (state: string) => boolean, timeoutMs = 60_000): Promise<RunView> => f.waitForRun({ sha }, (r) => done(r.state), timeoutMs)
 
 const PIPELINE = `
 name: ci
