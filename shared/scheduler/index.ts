@@ -9,7 +9,7 @@ import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
   CallReply, Consumers, Event, LeaderElected, StatusUpdates, Streams, Subjects, decode, encode, isTerminal, type TaskStatus,
-  type Call, type Filters, type FrameworkInfo, type Offer, type ResourceRequest, type TaskSpec,
+  type Call, type Filters, type FrameworkInfo, type Offer, type Operation, type ResourceRequest, type TaskSpec,
 } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
 import { requestWithRetry } from '../nats/index.js'
@@ -191,6 +191,16 @@ export class Scheduler {
 
   /** Launches tasks on the resources of one or more offers of the same agent. */
   accept(offerIds: string[], tasks: TaskSpec[], filters?: Filters): Promise<void> {
+    return this.operate(offerIds, tasks.length ? [{ type: 'LAUNCH', tasks }] : [], filters)
+  }
+
+  /**
+   * Accepts offers of one agent with operations applied in order: RESERVE, UNRESERVE, CREATE
+   * and DESTROY (volumes), LAUNCH; say, reserve disk, make a volume of it and launch a task that
+   * uses it, in one call. What the operations leave is refused for `filters.refuseSeconds`.
+   */
+  operate(offerIds: string[], operations: Operation[], filters?: Filters): Promise<void> {
+    const tasks = operations.flatMap((op) => (op.type === 'LAUNCH' ? op.tasks : []))
     const agentId = offerIds.map((id) => this.heldOffers.get(id)?.agentId).find((a) => a !== undefined)
     for (const id of offerIds) this.heldOffers.delete(id)
     for (const t of tasks) {
@@ -198,7 +208,7 @@ export class Scheduler {
       this.launching.add(t.taskId)
     }
     const done = (): void => { for (const t of tasks) this.launching.delete(t.taskId) }
-    return this.call('ACCEPT', { offerIds, operations: tasks.length ? [{ type: 'LAUNCH', tasks }] : [], ...(filters ? { filters } : {}) })
+    return this.call('ACCEPT', { offerIds, operations, ...(filters ? { filters } : {}) })
       .finally(done)
   }
 

@@ -30,6 +30,7 @@ import { SIDECARS_NEED_DOCKER } from './containerizer/process.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
 import { TaskText } from './task-output.js'
 import { checkWorkspacePath, restoreCache, saveArtifacts, saveCache, type SaveResult } from './workspace-store.js'
+import { Volumes, checkVolumes } from './volumes.js'
 import { OversubscriptionController, PREEMPTED, type ObservedTask, type OversubscriptionOptions } from './oversubscription/index.js'
 
 export interface AgentOptions {
@@ -137,6 +138,8 @@ export class Agent {
   private log: Logger
   private readonly clock: Clock
   private readonly checkpoints: CheckpointStore
+  /** Persistent volumes: directories kept across tasks, mounted into the tasks that take them. */
+  private readonly volumes: Volumes
   private readonly tasks = new Map<string, LiveTask>()
   /** Tasks that ended recently (their end stored in JetStream), in the order they ended. */
   private readonly ended = new Map<string, { task: TaskInfo; status: TaskStatus; at: number }>()
@@ -159,6 +162,7 @@ export class Agent {
     this.clock = o.clock ?? systemClock
     this.log = o.logger
     this.checkpoints = new CheckpointStore(o.workDir)
+    this.volumes = new Volumes(o.workDir, o.logger)
     if (o.oversubscription) {
       this.oversubscription = new OversubscriptionController({
         tasks: () => this.observedTasks(),
@@ -323,6 +327,12 @@ export class Agent {
       case 'SHUTDOWN_FRAMEWORK':
         for (const t of this.tasks.values()) if (t.info.frameworkId === c.frameworkId) void this.killTask(t, 0)
         break
+      case 'CREATE_VOLUMES':
+        void this.volumes.create(c.volumes)
+        break
+      case 'DESTROY_VOLUMES':
+        void this.volumes.destroy(c.volumes)
+        break
     }
     return { ok: true }
   }
@@ -358,6 +368,7 @@ export class Agent {
     const log = this.log.child({ taskId: info.taskId, frameworkId: info.frameworkId })
     try {
       checkTask(info, this.o.containerizer.kind)
+      checkVolumes(info.resources)
       const mounts = (info.container.mounts ?? []).map((m) => ({ ...m, source: insideSandbox(sandbox, m.source) }))
       await this.makeSandbox(sandbox, info.frameworkId)
       this.update(t, 'STARTING')
@@ -378,6 +389,7 @@ export class Agent {
       }
       if (info.cache && !t.killRequested) t.cacheRestored = await this.restoreCache(t, log)
       if (t.killRequested) throw new RegattaError('CONTAINER_ERROR', 'killed before it started')
+      await this.volumes.attach(info.resources, this.o.containerizer.kind, sandbox, mounts)
       const output = this.outputSink(t)
       t.container = await this.o.containerizer.launch({
         taskId: info.taskId,

@@ -187,6 +187,28 @@ for (const [name, type, what] of [
     })
 }
 
+const roles = program.command('roles').description('roles: weights, quota guarantees, allocations and reservations')
+roles.command('ls')
+  .description('list roles: weight, quota, what each holds (allocated) and what agents reserve for it')
+  .addOption(natsOption())
+  .addOption(jsonOption())
+  .action(async (opts: { nats?: string; json?: boolean }) => {
+    const { rolesLs } = await import('./roles.js')
+    await withNats(opts.nats, (nc) => rolesLs(nc, opts, (text) => { process.stdout.write(text) }))
+  })
+roles.command('set')
+  .description('set a role\'s weight and/or quota guarantee (kept by the masters across failovers)')
+  .argument('<role>', 'the role, e.g. ci or ci/main')
+  .option('--weight <n>', 'share divisor against sibling roles (default 1)')
+  .option('--quota <spec>', 'guarantee, e.g. "cpus:4;mem:8192"; "none" removes it')
+  .addOption(natsOption())
+  .addOption(jsonOption())
+  .action(async (role: string, opts: { nats?: string; json?: boolean; weight?: string; quota?: string }) => {
+    const { parseRolesSet, rolesSet } = await import('./roles.js')
+    const settings = parseRolesSet(role, opts)
+    await withNats(opts.nats, (nc) => rolesSet(nc, role, settings, opts, (text) => { process.stdout.write(text) }))
+  })
+
 program.command('ci')
   .description('run the CI service: GitHub webhooks, pipelines, the runs API and web UI (env: REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN, REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED)')
   .addOption(natsOption())
