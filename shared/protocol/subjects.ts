@@ -63,6 +63,8 @@ export const Buckets = {
   cache: 'regatta-cache',
   /** Object store: task artifacts, tar.gz by artifact name; entries expire after 30 days. */
   artifacts: 'regatta-artifacts',
+  /** Object store: job logs (a task's output as text, by task id) once the task ended. */
+  logs: 'regatta-logs',
   /** Repository secrets, sealed with the CI service's key; key `<repo token>.<NAME>`. */
   secrets: 'regatta-secrets',
 } as const

@@ -10,7 +10,7 @@ import { webhookRoutes, type DeliveryLog } from './github/index.js'
 import type { CiService } from './service.js'
 import { runView } from './views.js'
 import { FINAL_JOB_STATES, jobStateName } from './machines/index.js'
-import { taskOutput, taskOutputText } from './logs.js'
+import { attemptLogText, endLine, taskOutput, type LogArchive } from './logs.js'
 import { CI_FRAMEWORK_ID } from './service.js'
 import { manualTrigger } from './manual.js'
 import { artifactName } from './task-spec.js'
@@ -24,6 +24,8 @@ export interface CiHttpOptions {
   logger: Logger
   webhookSecret: string | undefined
   deliveries: DeliveryLog
+  /** Ended tasks' logs. */
+  logs: LogArchive
   /** The runs web UI (HTML) at `/`, when given. */
   page?: () => string
 }
@@ -98,44 +100,61 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     const { id, job } = req.params as { id: string; job: string }
     const doc = await o.service.get(id)
     if (!doc || !doc.machine.snapshot.context.jobs[job]) throw new RegattaError('NOT_FOUND', `no job ${job} in run ${id}`)
-    const taskIds = await o.service.jobTasks(id, job)
+    const attempts = await o.service.jobAttempts(id, job)
     if (!(req.headers.accept ?? '').includes('text/event-stream')) {
       let text = ''
-      for (const [i, taskId] of taskIds.entries()) {
-        if (taskIds.length > 1) text += `::regatta attempt ${i + 1}\n`
-        text += await taskOutputText(o.nc, CI_FRAMEWORK_ID, taskId)
+      for (const [i, a] of attempts.entries()) {
+        if (attempts.length > 1) text += `::regatta attempt ${i + 1}\n`
+        text += await attemptLogText(o.nc, o.logs, CI_FRAMEWORK_ID, a.taskId, a.ended)
       }
       return reply.type('text/plain; charset=utf-8').send(text)
     }
-    // live: what was written so far, then what comes, until the job ends
+    // live: the ended attempts whole, then the running one followed until it ends (and the
+    // next, after a retry), until the job ends
     reply.hijack()
     const res = reply.raw
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
     const ac = new AbortController()
     req.raw.on('close', () => ac.abort())
     const send = (event: string, data: unknown): void => { res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) }
+    let following: { taskId: string; ac: AbortController } | undefined
     const watch = setInterval(() => {
-      void o.service.get(id).then((d) => {
+      void o.service.get(id).then(async (d) => {
         const state = d?.machine.snapshot.context.jobs[job]
+        const f = following
+        if (f && (await o.service.jobAttempts(id, job)).some((a) => a.taskId === f.taskId && a.ended)) {
+          // let the attempt's last output arrive, then stop following it
+          setTimeout(() => f.ac.abort(), 500)
+        }
         if (state && FINAL_JOB_STATES.has(jobStateName(state.value))) {
-          // let the last output arrive, then end
-          setTimeout(() => ac.abort(), 500)
+          setTimeout(() => ac.abort(), 600)
           clearInterval(watch)
         }
-      })
+      }).catch(() => undefined)
     }, 500)
     try {
       let seen = 0
-      for (;;) {
-        const ids = await o.service.jobTasks(id, job)
-        for (const taskId of ids.slice(seen)) {
+      while (!ac.signal.aborted) {
+        const now = await o.service.jobAttempts(id, job)
+        for (const a of now.slice(seen)) {
+          if (!a.ended && a !== now.at(-1)) break
           seen++
-          for await (const chunk of taskOutput(o.nc, CI_FRAMEWORK_ID, taskId, { follow: seen === ids.length, signal: ac.signal })) {
-            send('output', { stream: chunk.stream, data: chunk.data })
+          if (now.length > 1) send('output', { stream: 'stdout', data: `::regatta attempt ${seen}\n` })
+          if (a.ended) {
+            send('output', { stream: 'stdout', data: await attemptLogText(o.nc, o.logs, CI_FRAMEWORK_ID, a.taskId, a.ended) })
+            continue
           }
+          following = { taskId: a.taskId, ac: new AbortController() }
+          const signal = AbortSignal.any([ac.signal, following.ac.signal])
+          let last = ''
+          for await (const chunk of taskOutput(o.nc, CI_FRAMEWORK_ID, a.taskId, { follow: true, signal })) {
+            send('output', { stream: chunk.stream, data: chunk.data })
+            last = chunk.data
+          }
+          const ended = (await o.service.jobAttempts(id, job)).find((x) => x.taskId === a.taskId)?.ended
+          if (ended) send('output', { stream: 'stdout', data: `${last && !last.endsWith('\n') ? '\n' : ''}${endLine(ended)}\n` })
         }
-        if (ac.signal.aborted) break
-        await new Promise((r) => setTimeout(r, 250))
+        if (!ac.signal.aborted) await new Promise((r) => setTimeout(r, 250))
       }
     } catch (err) {
       o.logger.warn({ err: (err as Error).message }, 'log stream ended')

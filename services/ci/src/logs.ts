@@ -1,8 +1,13 @@
-// A task's output, read back from JetStream (stream REGATTA_OUTPUT, one subject per task): all
-// of it after the task ended, or followed live while it runs (the run page's server-sent
-// events and `regatta logs -f`).
-import type { NatsConnection } from 'nats'
-import { OutputChunk, Streams, Subjects, decode } from '../../../shared/protocol/index.js'
+// A job's log. While a task runs its output is read from JetStream (stream REGATTA_OUTPUT, one
+// subject per task, kept a day), followed live by the run page (server-sent events) and
+// `regatta logs -f`; once the task has ended the CI service copies it into the object store
+// (bucket regatta-logs, kept 30 days by default), where it is read from then on. Each attempt's
+// log ends with a line saying how and why it ended, whatever ended it (exit, cancel, timeout,
+// eviction, a lost agent).
+import type { NatsConnection, ObjectStore } from 'nats'
+import { nanos } from 'nats'
+import { Buckets, OutputChunk, Streams, Subjects, decode } from '../../../shared/protocol/index.js'
+import type { AttemptRecord } from './machines/index.js'
 
 export interface ReadOptions {
   /** Keep waiting for more output until `signal` aborts. */
@@ -50,5 +55,55 @@ async function hasOutput(nc: NatsConnection, subject: string): Promise<boolean> 
 export async function taskOutputText(nc: NatsConnection, frameworkId: string, taskId: string): Promise<string> {
   let text = ''
   for await (const chunk of taskOutput(nc, frameworkId, taskId)) text += chunk.data
+  return text
+}
+
+/** How long a job's log is kept after its task ended (REGATTA_LOG_RETENTION). */
+export const DEFAULT_LOG_RETENTION_MS = 30 * 24 * 3600_000
+
+/** Ended tasks' output, as text, in the object store. */
+export class LogArchive {
+  private store?: Promise<ObjectStore>
+
+  constructor(private readonly nc: NatsConnection, private readonly o: { retentionMs?: number; replicas?: number } = {}) {}
+
+  private bucket(): Promise<ObjectStore> {
+    this.store ??= this.nc.jetstream().views.os(Buckets.logs, {
+      ttl: nanos(this.o.retentionMs ?? DEFAULT_LOG_RETENTION_MS), replicas: this.o.replicas ?? 1, description: 'Regatta job logs (text by task id)',
+    })
+    // a failure to open is tried again next time
+    this.store.catch(() => { this.store = undefined })
+    return this.store
+  }
+
+  /** Copies an ended task's output from JetStream; false when it had none. */
+  async archive(frameworkId: string, taskId: string): Promise<boolean> {
+    const text = await taskOutputText(this.nc, frameworkId, taskId)
+    if (text.length === 0) return false
+    await (await this.bucket()).putBlob({ name: taskId }, new TextEncoder().encode(text))
+    return true
+  }
+
+  /** The archived output of a task, or undefined when it is not (or not yet) archived. */
+  async read(taskId: string): Promise<string | undefined> {
+    const blob = await (await this.bucket()).getBlob(taskId).catch(() => null)
+    return blob ? new TextDecoder().decode(blob) : undefined
+  }
+}
+
+/** The last line of an attempt's log: how it ended and why. */
+export function endLine(a: AttemptRecord): string {
+  const how: Record<AttemptRecord['outcome'], string> = {
+    succeeded: 'succeeded', failed: 'failed', lost: 'was lost', preempted: 'was preempted (evicted from revocable resources)',
+    timedOut: 'timed out', cancelled: 'was cancelled',
+  }
+  const detail = [a.exitCode !== null ? `exit code ${a.exitCode}` : '', a.reason ?? '', a.message ?? ''].filter(Boolean).join(', ')
+  return `::regatta attempt ${a.attempt} ${how[a.outcome]}${detail ? ` (${detail})` : ''}`
+}
+
+/** A task's log as text: archived, else from JetStream, followed by its end line once it ended. */
+export async function attemptLogText(nc: NatsConnection, archive: LogArchive, frameworkId: string, taskId: string, ended?: AttemptRecord): Promise<string> {
+  let text = (await archive.read(taskId)) ?? await taskOutputText(nc, frameworkId, taskId)
+  if (ended) text += `${text.length > 0 && !text.endsWith('\n') ? '\n' : ''}${endLine(ended)}\n`
   return text
 }

@@ -1,15 +1,16 @@
 // Entry of `regatta ci`: reads the environment (REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN,
-// REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED), connects to NATS, wires the service and its HTTP API.
+// REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED, REGATTA_LOG_RETENTION), connects to NATS, wires the service and its HTTP API.
 import type { KV, NatsConnection } from 'nats'
 import { connectNats } from '../../../shared/nats/index.js'
 import { createLogger, type Logger } from '../../../shared/log/index.js'
-import type { HostPort } from '../../../shared/config/index.js'
+import { parseDuration, type HostPort } from '../../../shared/config/index.js'
 import { StatusReporter, type DeliveryLog } from './github/index.js'
 import { CiService } from './service.js'
 import { createCiHttp } from './http.js'
 import { runsPage } from './ui/page.js'
 import { Schedules } from './schedules.js'
 import { SecretStore } from './secrets.js'
+import { LogArchive } from './logs.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { parseSecretsKey } from '../../../shared/secrets/index.js'
 
@@ -53,6 +54,8 @@ export interface CiRunOptions {
   secretsKey?: Buffer
   /** A newer push to a branch or pull request cancels its older runs (REGATTA_CANCEL_SUPERSEDED, default true). */
   cancelSuperseded?: boolean
+  /** How long job logs are kept after their task ended (REGATTA_LOG_RETENTION, default 30 days). */
+  logRetentionMs?: number
   logger?: Logger
   page?: () => string
 }
@@ -74,18 +77,19 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   const secrets = new SecretStore({ nc, logger, ...(o.secretsKey ? { key: o.secretsKey } : {}), ...(o.replicas ? { replicas: o.replicas } : {}) })
   await secrets.start()
   if (!o.secretsKey) logger.warn('REGATTA_SECRETS_KEY is not set: repository secrets cannot be stored, and jobs that name one run without it')
+  const logs = new LogArchive(nc, { ...(o.logRetentionMs ? { retentionMs: o.logRetentionMs } : {}), ...(o.replicas ? { replicas: o.replicas } : {}) })
   let service: CiService | undefined
   const schedules = new Schedules(nc, (t) => service!.trigger(t), logger, { ...(o.replicas ? { replicas: o.replicas } : {}) })
   service = new CiService({
     nc, logger, schedules, ...(statuses ? { statuses } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
-    ...(o.replicas ? { replicas: o.replicas } : {}), secrets,
+    ...(o.replicas ? { replicas: o.replicas } : {}), secrets, logs,
     ...(o.cancelSuperseded !== undefined ? { cancelSuperseded: o.cancelSuperseded } : {}),
   })
   await service.start()
   await schedules.open()
   const deliveries = await KvDeliveryLog.open(nc, o.replicas)
   if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
-  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, page: o.page ?? runsPage })
+  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, logs, page: o.page ?? runsPage })
   try {
     await app.listen({ host: o.http.host, port: o.http.port })
   } catch (err) {
@@ -116,7 +120,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
 }
 
 /** The service's settings from its environment, as DESIGN.md lists them. */
-export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded'> {
+export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded' | 'logRetentionMs'> {
   const cancel = env.REGATTA_CANCEL_SUPERSEDED
   if (cancel !== undefined && !['true', 'false', '1', '0'].includes(cancel)) {
     throw new RegattaError('INVALID_CONFIG', `REGATTA_CANCEL_SUPERSEDED: "${cancel}" is not true or false`)
@@ -124,6 +128,7 @@ export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 
   return {
     ...(env.REGATTA_SECRETS_KEY ? { secretsKey: parseSecretsKey(env.REGATTA_SECRETS_KEY) } : {}),
     ...(cancel !== undefined ? { cancelSuperseded: cancel === 'true' || cancel === '1' } : {}),
+    ...(env.REGATTA_LOG_RETENTION ? { logRetentionMs: parseDuration(env.REGATTA_LOG_RETENTION, 'REGATTA_LOG_RETENTION') } : {}),
     ...(env.REGATTA_WEBHOOK_SECRET ? { webhookSecret: env.REGATTA_WEBHOOK_SECRET } : {}),
     ...(env.REGATTA_GITHUB_TOKEN ? { githubToken: env.REGATTA_GITHUB_TOKEN } : {}),
     ...(env.REGATTA_GITHUB_API_URL ? { githubApiUrl: env.REGATTA_GITHUB_API_URL } : {}),

@@ -12,7 +12,7 @@ import type { Logger } from '../../../shared/log/index.js'
 import { systemClock, type Clock } from '../../../shared/clock/index.js'
 import {
   FINAL_RUN_STATES, activeTasks, checkpointer, createRunMachine, parseRun, persistRun, resumeRun,
-  type Checkpointer, type JobTaskEvent, type PersistedRun, type RunMachine,
+  type AttemptRecord, type Checkpointer, type JobTaskEvent, type PersistedRun, type RunMachine,
 } from './machines/index.js'
 import { evaluateCondition, formatPipelineError, githubContext, parsePipeline, planRun, sortPipelineErrors, type PlannedJob } from './pipeline/index.js'
 import type { Schedules } from './schedules.js'
@@ -22,6 +22,7 @@ import { taskIdFor, taskSpecFor } from './task-spec.js'
 import { withCommit } from './repo.js'
 import type { Trigger } from './trigger.js'
 import type { ResolvedSecrets, SecretStore } from './secrets.js'
+import type { LogArchive } from './logs.js'
 
 export const RUNS_BUCKET = 'regatta-runs'
 export const CI_FRAMEWORK_ID = 'regatta-ci'
@@ -58,6 +59,8 @@ export interface CiOptions {
   cancelSuperseded?: boolean
   clock?: Clock
   replicas?: number
+  /** Where ended tasks' logs are kept. */
+  logs?: Pick<LogArchive, 'archive'>
   /** Repository secrets, opened for the jobs that name them. */
   secrets?: Pick<SecretStore, 'resolve'>
   /** Where the default branch's schedules are recorded (cron runs). */
@@ -312,14 +315,19 @@ export class CiService {
     return out.sort((a, b) => b.meta.createdAt - a.meta.createdAt)
   }
 
-  /** The tasks of a job's attempts, oldest first (for its log). */
-  async jobTasks(runId: string, jobId: string): Promise<string[]> {
+  /** The tasks of a job's attempts, oldest first (for its log), each with its end once it ended. */
+  async jobAttempts(runId: string, jobId: string): Promise<Array<{ taskId: string; ended?: AttemptRecord }>> {
     const doc = await this.get(runId)
     const job = doc?.machine.snapshot.context.jobs[jobId]
     if (!job) return []
-    const ids = job.context.history.map((h) => h.taskId).filter((x): x is string => typeof x === 'string')
-    if (job.context.taskId && !ids.includes(job.context.taskId)) ids.push(job.context.taskId)
-    return ids
+    const out: Array<{ taskId: string; ended?: AttemptRecord }> = job.context.history.map((h) => ({ taskId: h.taskId, ended: h }))
+    if (job.context.taskId && !out.some((a) => a.taskId === job.context.taskId)) out.push({ taskId: job.context.taskId })
+    return out
+  }
+
+  /** The tasks of a job's attempts, oldest first. */
+  async jobTasks(runId: string, jobId: string): Promise<string[]> {
+    return (await this.jobAttempts(runId, jobId)).map((a) => a.taskId)
   }
 
   // ---- statuses -----------------------------------------------------------------------------
@@ -398,6 +406,16 @@ export class CiService {
     this.wantOffers()
   }
 
+  /** Keeps an ended task's output for the log retention (JetStream keeps it a day). */
+  private archiveLog(taskId: string): void {
+    const archive = this.o.logs
+    if (!archive) return
+    // the agent sends the last output before the end: a moment lets it be stored
+    this.clock.setTimeout(() => {
+      archive.archive(CI_FRAMEWORK_ID, taskId).catch((err: Error) => this.log.warn({ taskId, err: err.message }, 'cannot archive a task\'s log (it stays readable for a day)'))
+    }, 300)
+  }
+
   /** The values of the secrets a job names (none for a fork's pull request: the plan names none). */
   private async secretsFor(trigger: Trigger, job: PlannedJob): Promise<ResolvedSecrets | undefined> {
     const names = new Set([...job.secrets, ...job.services.flatMap((s) => Object.values(s.secretEnv))])
@@ -418,7 +436,10 @@ export class CiService {
     if (ref && run) {
       const event = jobEventOf(status)
       if (event) run.actor.send({ type: 'JOB_EVENT', jobId: ref.jobId, event })
-      if (isTerminal(status.state)) this.tasks.delete(status.taskId)
+      if (isTerminal(status.state)) {
+        this.tasks.delete(status.taskId)
+        this.archiveLog(status.taskId)
+      }
       if (FINAL_RUN_STATES.has(persistRun(run.actor).state)) {
         await this.saved.flush()
         this.runs.delete(ref.runId)

@@ -1,8 +1,9 @@
-// Task output read back from JetStream: whole after the fact, and followed live.
+// Task output read back from JetStream (whole after the fact, and followed live) and from the
+// object store once archived, with each attempt's end line.
 import t from 'tap'
-import { Subjects, encode } from '../../../shared/protocol/index.js'
+import { Streams, Subjects, encode } from '../../../shared/protocol/index.js'
 import { ensureStreams } from '../../../shared/nats/index.js'
-import { taskOutput, taskOutputText } from '../../../services/ci/src/logs.js'
+import { LogArchive, attemptLogText, endLine, taskOutput, taskOutputText } from '../../../services/ci/src/logs.js'
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
 
 let nats: NatsServer
@@ -42,4 +43,25 @@ t.test('Checks that following a running task gets what was written before and wh
   publish(nc, 'task-b', ['after-1\n', 'after-2\n'], 1)
   await reading
   t.same(seen, ['before\n', 'after-1\n', 'after-2\n'])
+})
+
+t.test('Checks that an archived log is read from the object store after JetStream has dropped it', async (t) => {
+  const nc = await nats.connect()
+  const archive = new LogArchive(nc)
+  publish(nc, 'task-c', ['kept\n', 'forever\n'])
+  await nc.flush()
+  t.equal(await archive.archive('fw-1', 'task-c'), true, 'archived')
+  t.equal(await archive.archive('fw-1', 'silent-task'), false, 'a task without output has nothing to archive')
+  await (await nc.jetstreamManager()).streams.purge(Streams.output, { filter: Subjects.taskOutput('fw-1', 'task-c') })
+  t.equal(await taskOutputText(nc, 'fw-1', 'task-c'), '', 'JetStream no longer has it')
+  const ended = { attempt: 1, taskId: 'task-c', launchedAt: 1, startedAt: 2, finishedAt: 3, outcome: 'cancelled' as const, exitCode: null, reason: 'cancelled', message: null }
+  t.equal(await attemptLogText(nc, archive, 'fw-1', 'task-c', ended), 'kept\nforever\n::regatta attempt 1 was cancelled (cancelled)\n', 'the archive has it, with the end line')
+})
+
+t.test('Checks that the end line says how an attempt ended, with exit code, reason and message', async (t) => {
+  const base = { attempt: 2, taskId: 'x', launchedAt: null, startedAt: null, finishedAt: 0 }
+  t.equal(endLine({ ...base, outcome: 'failed', exitCode: 3, reason: 'COMMAND_FAILED', message: 'the command exited with code 3' }),
+    '::regatta attempt 2 failed (exit code 3, COMMAND_FAILED, the command exited with code 3)')
+  t.equal(endLine({ ...base, outcome: 'timedOut', exitCode: null, reason: 'timeout', message: null }), '::regatta attempt 2 timed out (timeout)')
+  t.equal(endLine({ ...base, outcome: 'succeeded', exitCode: 0, reason: null, message: null }), '::regatta attempt 2 succeeded (exit code 0)')
 })

@@ -216,12 +216,16 @@ t.test('Checks that `regatta runs cancel` ends a running run cancelled, and `run
   const sha = await repo.commit({ '.regatta/stuck.yml': STUCK }, 'stuck')
   const runId = await trigger(sha)
   await waitForRun(runId, (r) => r.jobs.find((j) => j.id === 'stuck/wait')?.state === 'running', 60_000)
+  await waitUntil('the job\'s first output', async () => /waiting/.test(await f.jobLog(runId, 'stuck/wait')), 20_000, 100)
   const r = await regatta(['runs', 'cancel', runId, '--ci', ci.url])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, new RegExp(`Cancel(led|ling) run ${runId}`))
   const run = await waitForRun(runId, (x) => FINAL.includes(x.state), 30_000)
   t.equal(run.state, 'cancelled')
   t.equal(run.jobs.find((j) => j.id === 'stuck/wait')?.state, 'cancelled')
+  // the output written before the cancel stays, and the log says why it ended
+  const log = await regatta(['logs', `${runId}/stuck/wait`, '--ci', ci.url])
+  t.match(log.stdout, /waiting\n[^]*::regatta attempt 1 was cancelled/, log.stdout)
 
   const ended = await regatta(['runs', 'cancel', runId, '--ci', ci.url])
   t.equal(ended.code, 1, 'cancelling an ended run fails')
