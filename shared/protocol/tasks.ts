@@ -9,6 +9,20 @@ export const TASK_STATES = [
 export type TaskState = (typeof TASK_STATES)[number]
 export const TaskState = Type.Union(TASK_STATES.map((s) => Type.Literal(s)))
 
+/**
+ * The status reason of a revocable task killed so that non-revocable tasks get their resources
+ * back (state KILLED): not the task's fault, a framework runs it again elsewhere. After a master
+ * failover, reconciliation answers with reason RECONCILIATION and keeps the message, which then
+ * starts with PREEMPTED_MESSAGE_PREFIX.
+ */
+export const REASON_PREEMPTED = 'PREEMPTED'
+export const PREEMPTED_MESSAGE_PREFIX = 'preempted:'
+
+/** True for the end of a task that was preempted, however the framework learned of it. */
+export function wasPreempted(s: { state: TaskState; reason?: string | undefined; message?: string | undefined }): boolean {
+  return s.state === 'KILLED' && (s.reason === REASON_PREEMPTED || (s.message ?? '').startsWith(PREEMPTED_MESSAGE_PREFIX))
+}
+
 const TERMINAL = new Set<TaskState>(['FINISHED', 'FAILED', 'KILLED', 'LOST', 'ERROR', 'DROPPED', 'GONE'])
 /** Terminal states end a task for good; UNREACHABLE is not terminal (the agent may come back). */
 export function isTerminal(state: TaskState): boolean {

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import type { KV, NatsConnection } from 'nats'
 import { createActor, type Actor } from 'xstate'
-import { isTerminal, type Offer, type TaskStatus } from '../../../shared/protocol/index.js'
+import { isTerminal, wasPreempted, type Offer, type TaskStatus } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { Scheduler } from '../../../shared/scheduler/index.js'
 import type { Logger } from '../../../shared/log/index.js'
@@ -461,7 +461,7 @@ export function jobEventOf(s: TaskStatus): JobTaskEvent | undefined {
     case 'FAILED':
       return { type: 'TASK_FAILED', taskId, reason: s.reason ?? 'FAILED', ...(s.exitCode !== undefined ? { exitCode: s.exitCode } : {}), ...(s.message ? { message: s.message } : {}), at }
     case 'KILLED':
-      if (s.reason === 'PREEMPTED') return { type: 'TASK_PREEMPTED', taskId, ...(s.message ? { message: s.message } : {}), at }
+      if (wasPreempted(s)) return { type: 'TASK_PREEMPTED', taskId, ...(s.message ? { message: s.message } : {}), at }
       return { type: 'TASK_FAILED', taskId, reason: s.reason ?? 'KILLED', ...(s.message ? { message: s.message } : {}), at }
     case 'LOST': case 'DROPPED': case 'GONE': case 'ERROR':
       return { type: 'TASK_LOST', taskId, reason: s.reason ?? s.state, ...(s.message ? { message: s.message } : {}), at }

@@ -1,6 +1,6 @@
 // `regatta dev`: everything on one machine: a local nats-server, a master, an agent (Docker
-// when an engine answers, else the process containerizer) and the CI service; the scaler joins
-// when it lands.
+// when an engine answers, else the process containerizer), the CI service and the scaler (its
+// `process` provider starts more agents as local processes for pools given a policy).
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
@@ -9,6 +9,7 @@ import { createLogger } from '../../../shared/log/index.js'
 import { runMaster } from '../../master/src/main.js'
 import { runAgent } from '../../agent/src/main.js'
 import { ciEnv, runCi } from '../../ci/src/main.js'
+import { runScaler } from '../../scaler/src/main.js'
 import { assertListenable } from './ports.js'
 import { newSecretsKey, parseSecretsKey } from '../../../shared/secrets/index.js'
 
@@ -51,6 +52,8 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     const agent = await runAgent({
       natsUrl: nats.url, workDir: join(dataDir, 'agent'), logger: createLogger('agent'),
       ...(o.containerizer ? { containerizer: o.containerizer } : {}),
+      // what its jobs leave unused is offered as revocable (jobs with `revocable: true`)
+      oversubscription: {},
     })
     started.push(() => agent.stop())
     // webhooks need a secret: without one set, make one up and show it, so that a GitHub
@@ -66,6 +69,12 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
       ...(env.publicUrl || o.ciPort === 0 ? {} : { publicUrl: `http://127.0.0.1:${o.ciPort}` }),
     })
     started.push(() => ci.stop())
+    // agents it starts use the same containerizer as the agent above, and end with `regatta dev`
+    const scaler = await runScaler({
+      natsUrl: nats.url, dataDir: join(dataDir, 'scaler'), providers: ['process'], logger: createLogger('scaler'), stopInstancesOnExit: true,
+      ...(o.containerizer ? { agentContainerizer: o.containerizer } : {}),
+    })
+    started.push(() => scaler.stop())
     const lines = [
       'Regatta is running on this machine:',
       `  NATS        ${nats.url}`,
@@ -73,6 +82,7 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
       `  agent       ${agent.agent.id} (${agent.agent.info.containerizer} containerizer)`,
       `  runs UI     ${ci.url}/`,
       `  webhook     ${ci.url}/webhooks/github`,
+      '  scaler      process provider (no pool policy yet: regatta pool set)',
       secretGenerated
         ? `  secret      ${webhookSecret} (generated; set REGATTA_WEBHOOK_SECRET to choose one)`
         : '  secret      from REGATTA_WEBHOOK_SECRET',
@@ -81,6 +91,7 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
       "      npx regatta exec -- sh -c 'echo hello from a container'",
       '      npx regatta pipeline validate',
       '      npx regatta trigger --repo file://$PWD --ref main && npx regatta runs ls',
+      '      npx regatta pool set default --max 4 --idle 1m   # up to 3 more agents when jobs wait',
     ]
     process.stdout.write(`${lines.join('\n')}\n`)
   } catch (err) {

@@ -13,7 +13,7 @@ const sandbox = await mkdtemp(join(tmpdir(), 'regatta-process-sandbox-'))
 const cgroupParent = `regatta-test-${process.pid}-${randomBytes(3).toString('hex')}`
 t.teardown(async () => {
   await rm(sandbox, { recursive: true, force: true })
-  for (const controller of ['memory', 'cpu', 'pids']) {
+  for (const controller of ['memory', 'cpu', 'cpuacct', 'pids']) {
     await rmdir(join('/sys/fs/cgroup', controller, cgroupParent)).catch(() => undefined)
   }
 })

@@ -7,8 +7,8 @@
 // revocable tasks go, newest first, until what is left fits.
 import type { CpuMem, Usage } from './estimator.js'
 
-/** The status reason of a task killed to give its resources back (state KILLED). */
-export const PREEMPTED = 'PREEMPTED'
+/** The status reason of a task killed to give its resources back (state KILLED), from the protocol. */
+export { REASON_PREEMPTED as PREEMPTED } from '../../../../shared/protocol/index.js'
 
 export interface RevocableTask {
   key: string
