@@ -24,6 +24,8 @@ export class MasterMetrics {
   private readonly resourcesUsed: Gauge<'resource'>
   private readonly isLeader: Gauge
   private readonly epoch: Gauge
+  private readonly demandTasks: Gauge<'pool'>
+  private readonly demandUnmetTasks: Gauge<'pool'>
 
   private readonly offersTotal: Counter
   private readonly tasksLaunchedTotal: Counter
@@ -46,11 +48,14 @@ export class MasterMetrics {
     this.isLeader = new Gauge({ name: `${PREFIX}is_leader`, help: '1 while this master leads, 0 on a standby', registers })
     this.epoch = new Gauge({ name: `${PREFIX}epoch`, help: 'Epoch (lease revision) of the leading master as this master knows it; 0 when none is known', registers })
 
+    this.demandTasks = new Gauge({ name: `${PREFIX}demand_tasks`, help: 'Tasks frameworks wait for (REQUEST), by pool', labelNames: ['pool'], registers })
+    this.demandUnmetTasks = new Gauge({ name: `${PREFIX}demand_unmet_tasks`, help: 'Of the tasks frameworks wait for, those no active, non-draining agent of the pool can fit now', labelNames: ['pool'], registers })
+
     this.offersTotal = new Counter({ name: `${PREFIX}offers_total`, help: 'Offers made to frameworks', registers })
     this.tasksLaunchedTotal = new Counter({ name: `${PREFIX}tasks_launched_total`, help: 'Tasks launched on agents', registers })
     this.statusUpdatesTotal = new Counter({ name: `${PREFIX}status_updates_total`, help: 'Task status updates received, by state', labelNames: ['state'], registers })
     this.invalidMessagesTotal = new Counter({ name: `${PREFIX}invalid_messages_total`, help: 'Messages that failed their schema, by subject', labelNames: ['subject'], registers })
-    this.callsTotal = new Counter({ name: `${PREFIX}calls_total`, help: 'Scheduler calls received, by type', labelNames: ['type'], registers })
+    this.callsTotal = new Counter({ name: `${PREFIX}calls_total`, help: 'Scheduler and operator calls received, by type', labelNames: ['type'], registers })
 
     this.allocationSeconds = new Histogram({
       name: `${PREFIX}allocation_seconds`,
@@ -80,6 +85,14 @@ export class MasterMetrics {
 
     this.isLeader.set(state.leader !== null && state.leader.id === state.masterId ? 1 : 0)
     this.epoch.set(state.leader?.epoch ?? 0)
+
+    // a pool whose demand went away has no series rather than a stale one
+    this.demandTasks.reset()
+    this.demandUnmetTasks.reset()
+    for (const d of state.demand ?? []) {
+      this.demandTasks.set({ pool: d.pool }, d.jobs)
+      this.demandUnmetTasks.set({ pool: d.pool }, d.unmetJobs)
+    }
   }
 
   offersMade(n = 1): void {

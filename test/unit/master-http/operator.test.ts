@@ -134,3 +134,14 @@ t.test('Checks that the web page lists pending demand per pool, unmet tasks mark
   const none = vm.runInNewContext(`${script}\nrenderCluster(state)`, { state: clusterState() }) as string
   t.match(none, /No pending demand\./)
 })
+
+t.test('Checks that /metrics reports demanded and unmet tasks per pool, and drops a pool whose demand went', async (t) => {
+  let state = clusterState({ demand: [{ pool: 'ci', requested: { cpus: 3 }, unmet: { cpus: 1 }, jobs: 3, unmetJobs: 1 }] })
+  const { app } = server({ getState: () => state })
+  const first = (await app.inject({ url: '/metrics' })).body
+  t.match(first, /^regatta_master_demand_tasks\{pool="ci"\} 3$/m)
+  t.match(first, /^regatta_master_demand_unmet_tasks\{pool="ci"\} 1$/m)
+  state = clusterState()
+  const second = (await app.inject({ url: '/metrics' })).body
+  t.notMatch(second, /pool="ci"/)
+})
