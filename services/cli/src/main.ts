@@ -209,6 +209,83 @@ roles.command('set')
     await withNats(opts.nats, (nc) => rolesSet(nc, role, settings, opts, (text) => { process.stdout.write(text) }))
   })
 
+const pool = program.command('pool').description('pool policies: how the scaler sizes each pool of agents')
+pool.command('ls')
+  .description('list pool policies: min, max, idle timeout, provider, agents now, pending demand')
+  .addOption(natsOption())
+  .addOption(jsonOption())
+  .action(async (opts: { nats?: string; json?: boolean }) => {
+    const { poolLs } = await import('./pool.js')
+    await withNats(opts.nats, (nc) => poolLs(nc, opts, (text) => { process.stdout.write(text) }, (text) => { process.stderr.write(text) }))
+  })
+pool.command('set')
+  .description('set a pool\'s policy (a new pool needs --max); --wait shows a progress bar until the pool has its new size')
+  .argument('<name>', 'the pool (agents\' --pool)')
+  .option('--min <n>', 'agents kept even when idle (new pool: 0)')
+  .option('--max <n>', 'agents never exceeded')
+  .option('--idle <duration>', 'an agent idle this long above min is drained and stopped (new pool: 5m)')
+  .option('--provider <name>', 'what starts the agents: process or docker (new pool: process)')
+  .option('--wait', 'wait, with a progress bar, until the pool has at least min and at most max agents')
+  .option('--timeout <duration>', 'how long --wait waits', '5m')
+  .addOption(natsOption())
+  .addOption(jsonOption())
+  .action(async (name: string, opts: { nats?: string; json?: boolean; min?: string; max?: string; idle?: string; provider?: string; wait?: boolean; timeout: string }) => {
+    const { parsePoolSet, poolSet } = await import('./pool.js')
+    parsePoolSet(name, opts)
+    const timeoutMs = parseDuration(opts.timeout, '--timeout')
+    await withNats(opts.nats, (nc) => poolSet(nc, name, { ...opts, timeoutMs, tty: process.stdout.isTTY === true }, (text) => { process.stdout.write(text) }))
+  })
+
+program.command('scaler')
+  .description('run the pool scaler: starts and stops agents per pool policy (regatta pool set) through its providers')
+  .addOption(natsOption())
+  .option('--data <dir>', 'work dirs and records of the agents it starts', '.regatta/scaler')
+  .option('--providers <list>', 'providers to run, comma-separated', 'process,docker')
+  .addOption(new Option('--agent-containerizer <kind>', 'containerizer of the agents it starts (default: theirs to detect)').choices(['docker', 'process']))
+  .option('--agent-resources <spec>', 'resources of the agents it starts, e.g. "cpus:2;mem:4096" (default: detected)')
+  .option('--docker-image <image>', 'image of the docker provider\'s agents whose entrypoint is regatta (default: built locally from this host\'s node, this checkout mounted)')
+  .option('--interval <duration>', 'how often it decides', '250ms')
+  .option('--register-deadline <duration>', 'an agent that has not registered this long after its start is stopped', '60s')
+  .option('--agent-lost <duration>', 'an agent unreachable or gone this long has its instance stopped', '30s')
+  .option('--cooldown <duration>', 'after a scale-up, no idle agent of the pool is drained for this long', '10s')
+  .option('--lease-ttl <duration>', 'scaler lease TTL (several replicas: one acts)', '5s')
+  .option('--replicas <n>', 'JetStream KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
+  .option('--id <id>', 'scaler id (default: host name and a random suffix)')
+  .action(async (opts: {
+    nats?: string; data: string; providers: string; agentContainerizer?: 'docker' | 'process'; agentResources?: string; dockerImage?: string
+    interval: string; registerDeadline: string; agentLost: string; cooldown: string; leaseTtl: string; replicas: string; id?: string
+  }) => {
+    const { runScaler } = await import('../../scaler/src/main.js')
+    const providers = opts.providers.split(',').map((s) => s.trim()).filter(Boolean)
+    for (const p of providers) {
+      if (p !== 'process' && p !== 'docker') throw new RegattaError('INVALID_CONFIG', `--providers: "${p}" is not a provider (process, docker)`)
+    }
+    if (opts.agentResources) {
+      const { parseResources } = await import('../../../shared/resources/index.js')
+      try {
+        parseResources(opts.agentResources)
+      } catch (err) {
+        throw new RegattaError('INVALID_CONFIG', `--agent-resources: ${(err as Error).message}`)
+      }
+    }
+    const config = {
+      natsUrl: natsUrl(opts.nats), dataDir: opts.data, providers: providers as Array<'process' | 'docker'>,
+      intervalMs: parseDuration(opts.interval, '--interval'), leaseTtlMs: parseDuration(opts.leaseTtl, '--lease-ttl'),
+      replicas: parseIntArg(opts.replicas, '--replicas', 1, 5),
+      policy: {
+        registerDeadlineMs: parseDuration(opts.registerDeadline, '--register-deadline'),
+        agentLostMs: parseDuration(opts.agentLost, '--agent-lost'),
+        cooldownMs: parseDuration(opts.cooldown, '--cooldown'),
+      },
+      ...(opts.agentContainerizer ? { agentContainerizer: opts.agentContainerizer } : {}),
+      ...(opts.agentResources ? { agentResources: opts.agentResources } : {}),
+      ...(opts.dockerImage ? { dockerImage: opts.dockerImage, dockerImageRunsRegatta: true } : {}),
+      ...(opts.id ? { id: opts.id } : {}),
+    }
+    if (config.intervalMs < 10) throw new RegattaError('INVALID_CONFIG', `--interval: "${opts.interval}" is too short (at least 10ms)`)
+    await serveUntilSignal(() => runScaler(config))
+  })
+
 program.command('ci')
   .description('run the CI service: GitHub webhooks, pipelines, the runs API and web UI (env: REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN, REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED)')
   .addOption(natsOption())

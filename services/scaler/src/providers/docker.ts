@@ -81,16 +81,14 @@ export class DockerProvider implements Provider {
       return name
     })().catch((err: unknown) => {
       this.imageReady = undefined
-      throw err
+      throw err instanceof RegattaError ? err : new RegattaError('PROVIDER_FAILED', `docker provider: no agent image: ${(err as Error).message}`, { cause: err })
     })
     return this.imageReady
   }
 
   async start(pool: string, count: number): Promise<Instance[]> {
     const image = await this.image()
-    const out: Instance[] = []
-    for (let i = 0; i < count; i++) out.push(await this.startOne(pool, image))
-    return out
+    return Promise.all(Array.from({ length: count }, () => this.startOne(pool, image)))
   }
 
   private async startOne(pool: string, image: string): Promise<Instance> {
@@ -106,6 +104,8 @@ export class DockerProvider implements Provider {
     const startedAt = Date.now()
     const binds = [`${workDir}:${workDir}`, `${socket}:/var/run/docker.sock`]
     if (!this.o.imageRunsRegatta) binds.push(`${REPO_DIR}:${REPO_DIR}:ro`)
+    const fail = (err: unknown): RegattaError =>
+      new RegattaError('PROVIDER_FAILED', `docker provider: could not start an agent container for pool ${pool}: ${(err as Error).message}`, { cause: err })
     const container = await this.docker.createContainer({
       name: `regatta-agent-${id}`,
       Image: image,
@@ -114,12 +114,12 @@ export class DockerProvider implements Provider {
       Labels: { [LABEL_INSTANCE]: id, [LABEL_POOL]: pool, [LABEL_NAMESPACE]: this.namespace, [LABEL_STARTED]: String(startedAt) },
       // host network: NATS on the host's loopback; the agent itself opens no port
       HostConfig: { NetworkMode: 'host', Binds: binds, Init: true, LogConfig: { Type: 'json-file', Config: { 'max-size': '10m' } } },
-    })
+    }).catch((err: unknown) => { throw fail(err) })
     try {
       await container.start()
     } catch (err) {
       await container.remove({ force: true }).catch(() => undefined)
-      throw new RegattaError('CONTAINER_ERROR', `could not start an agent container for pool ${pool}: ${(err as Error).message}`, { cause: err })
+      throw fail(err)
     }
     this.o.logger.info({ instanceId: id, pool, container: container.id.slice(0, 12) }, 'agent container started')
     return { id, pool, startedAt, state: 'running' }
@@ -221,14 +221,14 @@ export async function ensureNodeImage(docker: Dockerode, name: string): Promise<
       await rmdir(lock).catch(() => undefined)
     }
   }
-  throw new RegattaError('CONTAINER_ERROR', `image ${name} did not appear within 120 s (lock ${lock})`)
+  throw new RegattaError('PROVIDER_FAILED', `docker provider: image ${name} did not appear within 120 s (lock ${lock})`)
 }
 
 async function buildNodeImage(docker: Dockerode, name: string): Promise<void> {
   const node = await realpath(process.execPath)
   const busybox = '/bin/busybox'
   await stat(busybox).catch(() => {
-    throw new RegattaError('CONTAINER_ERROR', `${busybox} is missing: install Debian's busybox-static (bash deploy/dev/setup.sh does)`)
+    throw new RegattaError('PROVIDER_FAILED', `docker provider: ${busybox} is missing, so the agent image cannot be built: install Debian's busybox-static (bash deploy/dev/setup.sh does)`)
   })
   const root = await mkdtemp(join(tmpdir(), 'regatta-node-rootfs-'))
   try {

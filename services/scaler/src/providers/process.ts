@@ -158,7 +158,7 @@ export class ProcessProvider implements Provider {
     }
     if (child.pid === undefined) {
       const err = await new Promise<Error>((r) => child.once('error', r))
-      throw new RegattaError('INTERNAL', `could not start an agent for pool ${pool}: ${err.message}`)
+      throw new RegattaError('PROVIDER_FAILED', `process provider: could not start an agent for pool ${pool}: ${err.message}`)
     }
     child.unref()
     const rec: Record = { id, pool, startedAt: Date.now(), pid: child.pid }
@@ -214,6 +214,7 @@ export class ProcessProvider implements Provider {
 
   /** Stops every instance (what `regatta dev` does when it ends). */
   async stopAll(): Promise<void> {
+    await this.adopt()
     await Promise.all([...this.instances.keys()].map((id) => this.stop(id)))
   }
 }
