@@ -9,7 +9,7 @@ import {
   type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type OperatorReply, type TaskInfo, type TaskState,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
-import { add, normalize, subtract } from '../../../shared/resources/index.js'
+import { add, contains, isRevocable, normalize, subtract } from '../../../shared/resources/index.js'
 import { JetStreamPublisher, LeaderLease, StatusUpdateSender, ensureConsumer, ensureStreams, request, serve } from '../../../shared/nats/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import type { Logger } from '../../../shared/log/index.js'
@@ -359,7 +359,15 @@ export class Master {
     }
     agent.lastHeartbeatAt = this.clock.now()
     if (m.revocable) {
+      const before = agent.revocable
       agent.revocable = normalize(m.revocable.map((r) => ({ ...r, revocable: true })))
+      // a smaller estimate: the revocable offers made from the larger one are withdrawn (a task
+      // launched on them would be preempted at once) and made again from the new one
+      if (!contains(agent.revocable, before)) {
+        for (const offerId of this.cluster.offersOfAgent(agent.info.id)) {
+          if (this.cluster.offers.get(offerId)?.offer.resources.some(isRevocable)) this.rescind(offerId)
+        }
+      }
     }
     return { epoch: this.lease.epoch }
   }
