@@ -1,11 +1,13 @@
 // Which waiting jobs go on which offers: pure, greedy, highest priority and oldest first. A job
-// takes resources of its role (`ci/<event>`); a job marked revocable takes revocable capacity
-// when the offer has enough of it, and ordinary capacity otherwise.
+// takes resources of its role (`ci/<event>`) from agents of its pool; a job marked revocable
+// takes revocable capacity when the offer has enough of it, and ordinary capacity otherwise.
 import type { Offer, Resource } from '../../../shared/protocol/index.js'
 
 export interface WaitingJob {
   key: string
   role: string
+  /** The agents' pool it runs on. */
+  pool: string
   cpus: number
   mem: number
   disk?: number
@@ -59,7 +61,7 @@ export function placeJobs(offers: readonly Offer[], waiting: readonly WaitingJob
   for (const job of order) {
     const want = ask(job)
     for (const f of free) {
-      if (f.offer.role !== job.role) continue
+      if (f.offer.role !== job.role || f.offer.pool !== job.pool) continue
       let resources: Resource[] | undefined
       if (job.revocable && fits(f.revocable, want)) {
         take(f.revocable, want)

@@ -5,11 +5,11 @@
 import { randomBytes } from 'node:crypto'
 import type { KV, NatsConnection } from 'nats'
 import { createActor, type Actor } from 'xstate'
-import { isTerminal, wasPreempted, type Offer, type TaskStatus } from '../../../shared/protocol/index.js'
+import { isTerminal, wasPreempted, type Offer, type ResourceRequest, type TaskStatus } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { Scheduler } from '../../../shared/scheduler/index.js'
 import type { Logger } from '../../../shared/log/index.js'
-import { systemClock, type Clock } from '../../../shared/clock/index.js'
+import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import {
   FINAL_RUN_STATES, activeTasks, checkpointer, createRunMachine, parseRun, persistRun, resumeRun,
   type AttemptRecord, type Checkpointer, type JobTaskEvent, type PersistedRun, type RunMachine,
@@ -73,6 +73,8 @@ interface LiveRun {
 }
 
 const roleOf = (t: Trigger): string => `ci/${t.kind}`
+/** Runs stored before jobs had a pool ran on the default one. */
+const poolOf = (job: PlannedJob): string => job.pool ?? 'default'
 const waitKey = (runId: string, jobId: string): string => `${runId}\u0000${jobId}`
 
 export function newRunId(now: number): string {
@@ -92,6 +94,9 @@ export class CiService {
   private readonly saved: Checkpointer
   /** The roles offers are wanted for, as last told to the master (sorted, comma-joined). */
   private wantedRoles: string | undefined
+  /** The demand last told to the master (REQUEST), as JSON. */
+  private toldDemand: string | undefined
+  private demandTimer: Timer | undefined
 
   constructor(private readonly o: CiOptions) {
     this.nc = o.nc
@@ -348,6 +353,7 @@ export class CiService {
    * with nothing to run.
    */
   private wantOffers(): void {
+    this.tellDemand()
     const wanted = new Set<string>()
     for (const w of this.waiting.values()) {
       const run = this.runs.get(w.runId)
@@ -371,8 +377,10 @@ export class CiService {
         continue
       }
       waiting.push({
-        key, role: roleOf(run.meta.trigger), cpus: job.resources.cpus, mem: job.resources.mem,
-        ...(job.resources.disk ? { disk: job.resources.disk } : {}), revocable: job.revocable, priority: job.priority, since: w.since,
+        key, role: roleOf(run.meta.trigger), pool: poolOf(job), cpus: job.resources.cpus, mem: job.resources.mem,
+        ...(job.resources.disk ? { disk: job.resources.disk } : {}),
+        // a job evicted from revocable capacity goes back on ordinary capacity
+        revocable: job.revocable && !this.lastAttemptPreempted(run, w.jobId), priority: job.priority, since: w.since,
       })
     }
     const { placements, unused } = placeJobs(offers, waiting)
@@ -404,6 +412,41 @@ export class CiService {
         .catch((err: Error) => this.log.warn({ err: err.message }, 'launch failed'))
     }
     this.wantOffers()
+  }
+
+  private lastAttemptPreempted(run: LiveRun, jobId: string): boolean {
+    return persistRun(run.actor).snapshot.context.jobs[jobId]?.context.history.at(-1)?.outcome === 'preempted'
+  }
+
+  /**
+   * Tells the master what the waiting jobs need (REQUEST), per pool, role and shape, so that
+   * the scaler can grow a pool for them; sent when it changes, at most every 200 ms.
+   */
+  private tellDemand(): void {
+    if (this.demandTimer) return
+    this.demandTimer = this.clock.setTimeout(() => {
+      this.demandTimer = undefined
+      const shapes = new Map<string, ResourceRequest>()
+      for (const w of this.waiting.values()) {
+        const run = this.runs.get(w.runId)
+        const job = run?.meta.jobs[w.jobId]
+        if (!run || !job) continue
+        const resources: Record<string, number> = { cpus: job.resources.cpus, mem: job.resources.mem, ...(job.resources.disk ? { disk: job.resources.disk } : {}) }
+        const r = { pool: poolOf(job), role: roleOf(run.meta.trigger), resources }
+        const key = JSON.stringify(r)
+        const seen = shapes.get(key)
+        if (seen) seen.count++
+        else shapes.set(key, { ...r, count: 1 })
+      }
+      const demand = [...shapes.values()].sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)))
+      const key = JSON.stringify(demand)
+      if (key === this.toldDemand) return
+      this.toldDemand = key
+      this.scheduler.request(demand).catch((err: Error) => {
+        this.toldDemand = undefined
+        this.log.warn({ err: err.message }, 'could not tell the master the demand')
+      })
+    }, 200)
   }
 
   /** Keeps an ended task's output for the log retention (JetStream keeps it a day). */

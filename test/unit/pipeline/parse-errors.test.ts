@@ -47,7 +47,7 @@ t.test('Checks that unknown keys are reported at the key, with "did you mean" wh
   expectErrors(t, text, [
     ['envv', 'unknown key "envv"; did you mean "env"?'],
     ['timout', 'jobs.build: unknown key "timout"; did you mean "timeout"?'],
-    ['colour', 'jobs.build: unknown key "colour" (known: image, steps, needs, matrix, env, resources, timeout, retries, if, services, cache, artifacts, secrets, revocable, priority)'],
+    ['colour', 'jobs.build: unknown key "colour" (known: image, steps, needs, matrix, env, resources, timeout, retries, if, services, cache, artifacts, secrets, pool, revocable, priority)'],
   ])
   const onTypo = withJobs(JOB, 'on:\n  push: { branchs: [main] }\n  pul_request: {}\n')
   expectErrors(t, onTypo, [

@@ -50,7 +50,7 @@ t.test('Checks the handbook pipeline: ids, contexts, needs on every expansion, s
     id: 'ci/build', pipeline: 'ci', job: 'build', file: '.regatta/ci.yml', matrix: {}, context: 'regatta/ci/build',
     image: 'node:20', steps: [{ name: 'install', run: 'npm ci' }, { name: 'npm run build', run: 'npm run build' }],
     env: { NODE_ENV: 'test' }, secretEnv: {}, needs: [], resources: { cpus: 1, mem: 1024 }, timeoutMs: 3_600_000, retries: 0,
-    if: 'success()', services: [], artifacts: ['dist/'], secrets: [], revocable: false, priority: 50,
+    if: 'success()', services: [], artifacts: ['dist/'], secrets: [], pool: 'default', revocable: false, priority: 50,
   })
   t.same(test1.matrix, { shard: 1 })
   t.same(test1.needs, ['ci/build'])

@@ -42,6 +42,7 @@ export const DEFAULTS = {
   retries: 0,
   priority: 50,
   revocable: false,
+  pool: 'default',
   /** A job without `if` runs when every job it needs succeeded. */
   if: 'success()',
 } as const

@@ -65,6 +65,8 @@ export interface Job {
   cache?: { key: string; paths: string[] }
   artifacts: string[]
   secrets: string[]
+  /** The agents' pool the job runs on. */
+  pool: string
   revocable: boolean
   priority: number
 }

@@ -55,6 +55,8 @@ export interface PlannedJob {
   artifacts: string[]
   /** Secret names the job reads (each as an env var of its name); empty for a pull request from a fork. */
   secrets: string[]
+  /** The agents' pool it runs on (offers of other pools are not used). */
+  pool: string
   revocable: boolean
   priority: number
 }
@@ -243,6 +245,7 @@ function planJob(p: Pipeline, name: string, job: Job, combo: MatrixCombination |
       : {}),
     artifacts: job.artifacts.map((a, i) => text(`${base}.artifacts[${i}]`, a, ctx)),
     secrets: inp.fromFork ? [] : [...new Set([...job.secrets, ...Object.values(inp.secretEnv)])],
+    pool: job.pool,
     revocable: job.revocable,
     priority: job.priority,
   }

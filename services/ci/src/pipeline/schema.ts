@@ -129,6 +129,7 @@ const Job = Type.Object({
     maxItems: 100,
     description: 'Secrets the job reads, each as an environment variable of its name; masked in logs.',
   })),
+  pool: Type.Optional(Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$', description: 'The pool of agents the job runs on (`regatta agent --pool`); the scaler grows that pool for it. Default `default`.' })),
   revocable: Type.Optional(Type.Boolean({ description: 'May run on revocable (oversubscribed) capacity and be preempted (then retried).' })),
   priority: Type.Optional(Type.Integer({ minimum: 0, maximum: 100, description: 'Among ready jobs waiting for resources, higher goes first (default 50).' })),
 }, { additionalProperties: false })

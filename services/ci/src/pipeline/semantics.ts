@@ -270,6 +270,7 @@ function buildJob(c: Checker, name: string, j: JobFile, jobNames: string[]): Job
     ...(j.cache ? { cache: { key: j.cache.key, paths: j.cache.paths } } : {}),
     artifacts: j.artifacts ?? [],
     secrets,
+    pool: j.pool ?? DEFAULTS.pool,
     revocable: j.revocable ?? DEFAULTS.revocable,
     priority: j.priority ?? DEFAULTS.priority,
   }
