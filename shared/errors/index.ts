@@ -8,7 +8,7 @@ export const ErrorCodes = {
   UNKNOWN_AGENT: 'the agent id is not registered with the leading master (register again)',
   UNKNOWN_OFFER: 'the offer was rescinded, expired or already used',
   UNKNOWN_TASK: 'no task with that id is known',
-  INVALID_OPERATION: 'an ACCEPT operation does not fit its offers (resources, roles, duplicate task id)',
+  INVALID_OPERATION: 'an ACCEPT operation does not fit its offers (resources, roles, principal, volume ids; the message names the operation and field), or an operator reservation does not fit the agent (resources not free, no such dynamic reservation)',
   STALE_EPOCH: 'a command carried the epoch of a master that no longer leads (fencing)',
   NOT_LEADER: 'this master is a standby; talk to the leader',
   NO_RESPONDERS: 'nobody serves the subject (no leading master, or the agent is gone)',

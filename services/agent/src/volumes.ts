@@ -27,7 +27,8 @@ function volumesOf(resources: readonly Resource[]): Array<VolumeRef & { containe
 
 /** Where a volume appears in a Docker container. */
 export function dockerTarget(containerPath: string): string {
-  return posix.normalize(posix.isAbsolute(containerPath) ? containerPath : posix.join(SANDBOX_MOUNT, containerPath))
+  const path = posix.normalize(posix.isAbsolute(containerPath) ? containerPath : posix.join(SANDBOX_MOUNT, containerPath))
+  return path.length > 1 ? path.replace(/\/+$/, '') : path
 }
 
 /** Where a volume appears for the process containerizer, relative to the sandbox. */
