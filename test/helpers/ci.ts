@@ -4,6 +4,7 @@ import { silentLogger } from '../../shared/log/index.js'
 import { DockerContainerizer, ProcessContainerizer } from '../../services/agent/src/containerizer/index.js'
 import { runCi, type CiRunOptions, type RunningCi } from '../../services/ci/src/main.js'
 import type { RunView } from '../../services/ci/src/views.js'
+import type { OversubscriptionOptions } from '../../services/agent/src/oversubscription/index.js'
 import { startCluster, type TestCluster } from './cluster.js'
 import { pushPayload, startFakeGitHubApi, webhookHeaders, type FakeGitHubApi } from './github-api.js'
 import { createRepo, type TestRepo } from './git-repo.js'
@@ -30,6 +31,8 @@ export interface CiFixture {
 export interface CiFixtureOptions {
   containerizer: 'docker' | 'process'
   agentResources?: string
+  /** The agent offers what its tasks leave unused as revocable. */
+  oversubscription?: OversubscriptionOptions
   /** More options of the CI service (the fixture sets NATS, HTTP, the GitHub API and the logger). */
   ci?: Partial<CiRunOptions>
 }
@@ -49,7 +52,7 @@ export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
     const containerizer = o.containerizer === 'docker'
       ? new DockerContainerizer({ logger: silentLogger() })
       : new ProcessContainerizer({ logger: silentLogger(), limits: false })
-    await cluster.startAgent({ containerizer, ...(o.agentResources ? { resources: o.agentResources } : {}) })
+    await cluster.startAgent({ containerizer, ...(o.agentResources ? { resources: o.agentResources } : {}), ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}) })
     const api = parts.api = await startFakeGitHubApi()
     const repo = parts.repo = await createRepo()
     const ci = parts.ci = await runCi({

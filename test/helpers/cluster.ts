@@ -12,6 +12,7 @@ import { parseResources } from '../../shared/resources/index.js'
 import { Master, type MasterConfig } from '../../services/master/src/master.js'
 import { Agent } from '../../services/agent/src/agent.js'
 import type { Containerizer } from '../../services/agent/src/containerizer/types.js'
+import type { OversubscriptionOptions } from '../../services/agent/src/oversubscription/index.js'
 import { startNatsServer, type NatsServer } from './nats-server.js'
 
 /** Short timeouts so that tests about timeouts run in seconds. */
@@ -32,7 +33,7 @@ export interface TestCluster {
   agents: Agent[]
   connect(name: string): Promise<NatsConnection>
   startMaster(id?: string, config?: Partial<MasterConfig>): Promise<Master>
-  startAgent(o: { containerizer: Containerizer; resources?: string; pool?: string; id?: string; workDir?: string }): Promise<Agent>
+  startAgent(o: { containerizer: Containerizer; resources?: string; pool?: string; id?: string; workDir?: string; oversubscription?: OversubscriptionOptions }): Promise<Agent>
   framework(info?: Partial<FrameworkInfo>): Promise<RecordingFramework>
   stop(): Promise<void>
 }
@@ -71,6 +72,7 @@ export async function startCluster(): Promise<TestCluster> {
         resources: parseResources(o.resources ?? 'cpus:4;mem:4096;disk:10000;ports:[31000-31100]'),
         attributes: {}, containerizer: o.containerizer, logger: silentLogger(),
         defaultImage: 'regatta/busybox:latest', sandboxRetentionMs: 0, ...(o.id ? { id: o.id } : {}),
+        ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}),
       })
       await agent.start()
       cluster.agents.push(agent)

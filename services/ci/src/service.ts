@@ -88,7 +88,7 @@ export class CiService {
   private readonly clock: Clock
   private kv?: KV
   private readonly runs = new Map<string, LiveRun>()
-  private readonly waiting = new Map<string, { runId: string; jobId: string; attempt: number; since: number }>()
+  private readonly waiting = new Map<string, { runId: string; jobId: string; attempt: number; requeue: number; since: number }>()
   private readonly tasks = new Map<string, { runId: string; jobId: string }>()
   private readonly machine: RunMachine
   private readonly saved: Checkpointer
@@ -104,8 +104,9 @@ export class CiService {
     this.clock = o.clock ?? systemClock
     this.saved = checkpointer((run) => this.store(run), (err, runId) => this.log.error({ err, runId }, 'cannot store a run'))
     this.machine = createRunMachine({
-      requestPlacement: ({ runId, jobId, attempt }) => {
-        this.waiting.set(waitKey(runId, jobId), { runId, jobId, attempt, since: this.clock.now() })
+      requestPlacement: ({ runId, jobId, attempt, requeue }) => {
+        // requeue: absent in machines persisted before relaunches had their own task ids
+        this.waiting.set(waitKey(runId, jobId), { runId, jobId, attempt, requeue: requeue ?? 0, since: this.clock.now() })
         this.wantOffers()
       },
       withdrawPlacement: ({ runId, jobId }) => {
@@ -395,13 +396,13 @@ export class CiService {
         if (!entry) continue
         const run = this.runs.get(entry.runId)!
         const job = run.meta.jobs[entry.jobId]!
-        const taskId = taskIdFor(entry.runId, entry.jobId, entry.attempt)
+        const taskId = taskIdFor(entry.runId, entry.jobId, entry.attempt, entry.requeue)
         this.waiting.delete(w.key)
         this.tasks.set(taskId, { runId: entry.runId, jobId: entry.jobId })
         run.actor.send({ type: 'JOB_EVENT', jobId: entry.jobId, event: { type: 'LAUNCHED', taskId, at: this.clock.now() } })
         const secrets = await this.secretsFor(run.meta.trigger, job)
         specs.push(taskSpecFor({
-          runId: entry.runId, job, attempt: entry.attempt, trigger: run.meta.trigger, resources,
+          runId: entry.runId, job, taskId, attempt: entry.attempt, trigger: run.meta.trigger, resources,
           ...(secrets ? { secrets } : {}),
           ...(this.o.githubToken ? { githubToken: this.o.githubToken } : {}),
         }))

@@ -29,16 +29,21 @@ export function artifactName(taskId: string): string {
   return `${taskId}.tar.gz`
 }
 
-/** A task id for attempt `attempt` of a job: the allowed characters, unique per run, job and attempt. */
-export function taskIdFor(runId: string, jobId: string, attempt: number): string {
+/**
+ * A task id for attempt `attempt` of a job (and its `requeue`-th relaunch after a lost or
+ * preempted task): the allowed characters, unique per run, job, attempt and relaunch.
+ */
+export function taskIdFor(runId: string, jobId: string, attempt: number, requeue = 0): string {
   const slug = jobId.replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^-+|-+$/g, '').slice(0, 60) || 'job'
   const hash = createHash('sha256').update(jobId).digest('hex').slice(0, 6)
-  return `${runId}.${slug}.${hash}.${attempt}`
+  return `${runId}.${slug}.${hash}.${attempt}${requeue > 0 ? `r${requeue}` : ''}`
 }
 
 export interface TaskSpecInput {
   runId: string
   job: PlannedJob
+  /** The task's id (taskIdFor). */
+  taskId: string
   attempt: number
   trigger: Trigger
   resources: Resource[]
@@ -62,7 +67,7 @@ export function taskSpecFor(i: TaskSpecInput): TaskSpec {
   const missing = i.secrets?.missing ?? []
   const warnings = missing.length > 0 ? [`secret${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not set for ${trigger.repo.fullName} (regatta secrets set ${trigger.repo.fullName} NAME)`] : []
   return {
-    taskId: taskIdFor(i.runId, job.id, i.attempt),
+    taskId: i.taskId,
     name: job.context,
     resources: i.resources,
     container: {
@@ -97,6 +102,6 @@ export function taskSpecFor(i: TaskSpecInput): TaskSpec {
       })),
     } : {}),
     ...(job.cache && job.cache.paths.length > 0 ? { cache: { key: job.cache.key, paths: job.cache.paths } } : {}),
-    ...(job.artifacts.length > 0 ? { artifacts: { name: artifactName(taskIdFor(i.runId, job.id, i.attempt)), paths: job.artifacts } } : {}),
+    ...(job.artifacts.length > 0 ? { artifacts: { name: artifactName(i.taskId), paths: job.artifacts } } : {}),
   }
 }

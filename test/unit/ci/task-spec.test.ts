@@ -32,13 +32,17 @@ t.test('Checks that the first failing step ends the script with its exit code an
   t.equal(run(stepsScript([{ name: 'x', run: 'exit 7' }])).code, 7)
 })
 
-t.test('Checks that task ids are valid, differ per job and attempt, and stay short', async (t) => {
+t.test('Checks that task ids are valid, differ per job, attempt and relaunch, and stay short', async (t) => {
   const a = taskIdFor('run-1', 'ci/test (shard=1)', 1)
   const b = taskIdFor('run-1', 'ci/test (shard=2)', 1)
   const c = taskIdFor('run-1', 'ci/test (shard=1)', 2)
+  const d = taskIdFor('run-1', 'ci/test (shard=1)', 1, 1)
   t.not(a, b)
   t.not(a, c)
-  for (const id of [a, b, c]) t.match(id, /^[A-Za-z0-9._:/@+-]+$/)
+  t.not(a, d, 'a relaunch after a lost or preempted task is a new task')
+  t.not(c, d)
+  t.equal(taskIdFor('run-1', 'ci/test (shard=1)', 1, 0), a)
+  for (const id of [a, b, c, d]) t.match(id, /^[A-Za-z0-9._:/@+-]+$/)
   t.ok(taskIdFor('r', 'x'.repeat(500), 1).length < 100)
 })
 
@@ -53,13 +57,13 @@ t.test('Checks that a job becomes a valid task with its checkout, env and resour
     kind: 'push', repo: { fullName: 'o/r', cloneUrl: 'https://github.com/o/r.git', defaultBranch: 'main', private: true },
     ref: 'refs/heads/main', sha: 'a'.repeat(40), branch: 'main', actor: 'me',
   }
-  const spec = taskSpecFor({ runId: 'run-9', job, attempt: 1, trigger, resources: [{ name: 'cpus', scalar: 1 }], githubToken: 'tok' })
+  const spec = taskSpecFor({ runId: 'run-9', job, taskId: taskIdFor('run-9', job.id, 1), attempt: 1, trigger, resources: [{ name: 'cpus', scalar: 1 }], githubToken: 'tok' })
   validate(TaskSpec, spec, 'task')
   t.equal(spec.checkout?.sha, trigger.sha)
   t.equal(spec.checkout?.token, 'tok', 'the token goes with an https clone')
   t.equal(spec.container.env?.NODE_ENV, 'test')
   t.equal(spec.container.env?.GITHUB_SHA, trigger.sha)
   t.equal(spec.name, 'regatta/ci/build')
-  const local = taskSpecFor({ runId: 'run-9', job, attempt: 1, trigger: { ...trigger, repo: { ...trigger.repo, cloneUrl: 'file:///tmp/r' } }, resources: [], githubToken: 'tok' })
+  const local = taskSpecFor({ runId: 'run-9', job, taskId: taskIdFor('run-9', job.id, 1), attempt: 1, trigger: { ...trigger, repo: { ...trigger.repo, cloneUrl: 'file:///tmp/r' } }, resources: [], githubToken: 'tok' })
   t.equal(local.checkout?.token, undefined, 'never to a non-https URL')
 })

@@ -119,7 +119,8 @@ export type JobEvent =
   | ({ type: 'RESUME' } & At)
 
 // Effect parameters: everything an effect needs, so the CI service can act on it alone.
-export interface PlacementRequest { jobId: string; attempt: number }
+/** `requeue`: lost or preempted tasks of this attempt so far (each relaunch is a new task). */
+export interface PlacementRequest { jobId: string; attempt: number; requeue: number }
 export interface PlacementWithdrawal { jobId: string }
 export interface KillRequest { jobId: string; taskId: string; reason: 'timeout' | 'cancel' }
 export interface JobStatusReport {
@@ -296,7 +297,7 @@ export const jobMachine = setup({
     },
     waiting: {
       entry: [
-        { type: 'requestPlacement', params: ({ context }) => ({ jobId: context.jobId, attempt: context.attempt }) },
+        { type: 'requestPlacement', params: ({ context }) => ({ jobId: context.jobId, attempt: context.attempt, requeue: context.requeues }) },
         ...announce('waiting'),
       ],
       on: {
@@ -311,7 +312,7 @@ export const jobMachine = setup({
             assign({ reason: 'cancelled', finishedAt: ({ event }) => event.at }),
           ],
         },
-        RESUME: { actions: { type: 'requestPlacement', params: ({ context }) => ({ jobId: context.jobId, attempt: context.attempt }) } },
+        RESUME: { actions: { type: 'requestPlacement', params: ({ context }) => ({ jobId: context.jobId, attempt: context.attempt, requeue: context.requeues }) } },
       },
     },
     starting: {
