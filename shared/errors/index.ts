@@ -36,6 +36,36 @@ export const ErrorCodes = {
 
 export type ErrorCode = keyof typeof ErrorCodes
 
+/** The HTTP status of each code an HTTP API answers with; any other code is 500 (our fault). */
+const HTTP_STATUS: Partial<Record<ErrorCode, number>> = {
+  INVALID_MESSAGE: 400,
+  INVALID_RESOURCES: 400,
+  INVALID_CONFIG: 400,
+  UNKNOWN_CALL: 400,
+  INVALID_SIGNATURE: 401,
+  UNAUTHORIZED: 401,
+  OPERATOR_API_DISABLED: 403,
+  NOT_FOUND: 404,
+  UNKNOWN_FRAMEWORK: 404,
+  UNKNOWN_AGENT: 404,
+  UNKNOWN_OFFER: 404,
+  UNKNOWN_TASK: 404,
+  INVALID_OPERATION: 409,
+  STALE_EPOCH: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  CHECKOUT_FAILED: 422,
+  NOT_LEADER: 503,
+  NO_RESPONDERS: 503,
+  WEBHOOKS_DISABLED: 503,
+  SECRETS_UNAVAILABLE: 503,
+  TIMEOUT: 504,
+}
+
+/** The HTTP status for an error code; codes that mean "our fault" are 500. */
+export function httpStatusOf(code: ErrorCode): number {
+  return HTTP_STATUS[code] ?? 500
+}
+
 export class RegattaError extends Error {
   readonly code: ErrorCode
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {

@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { Registry, Counter, collectDefaultMetrics } from 'prom-client'
 import type { NatsConnection } from 'nats'
-import { RegattaError, type ErrorCode } from '../../../shared/errors/index.js'
+import { RegattaError, httpStatusOf } from '../../../shared/errors/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { webhookRoutes, type DeliveryLog } from './github/index.js'
 import type { CiService } from './service.js'
@@ -30,10 +30,6 @@ export interface CiHttpOptions {
   page?: () => string
 }
 
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  INVALID_MESSAGE: 400, INVALID_CONFIG: 400, INVALID_OPERATION: 409, NOT_FOUND: 404, CHECKOUT_FAILED: 422,
-}
-
 export function createCiHttp(o: CiHttpOptions): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 })
   const metrics = new Registry()
@@ -44,7 +40,7 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     const validation = (err as { validation?: unknown }).validation !== undefined
     const e = err instanceof RegattaError ? err : validation ? new RegattaError('INVALID_MESSAGE', (err as Error).message) : RegattaError.from(err)
     if (!(err instanceof RegattaError) && !validation) o.logger.error({ err }, 'request failed')
-    void reply.code(STATUS[e.code] ?? 500).send({ error: e.toWire() })
+    void reply.code(httpStatusOf(e.code)).send({ error: e.toWire() })
   })
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } })

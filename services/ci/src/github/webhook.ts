@@ -23,7 +23,7 @@
 // and error handler apply to this route only.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Webhooks } from '@octokit/webhooks'
-import { RegattaError, type ErrorCode } from '../../../../shared/errors/index.js'
+import { RegattaError, httpStatusOf, type ErrorCode } from '../../../../shared/errors/index.js'
 import type { Logger } from '../../../../shared/log/index.js'
 import type { Trigger } from '../trigger.js'
 import { MemoryDeliveryLog, type DeliveryLog } from './delivery-log.js'
@@ -55,13 +55,6 @@ export type WebhookAnswer =
   | { result: 'duplicate'; deliveryId: string; reason: string }
   | { result: 'ignored'; reason: string }
   | { result: 'pong' }
-
-const STATUS_OF: Partial<Record<ErrorCode, number>> = {
-  INVALID_MESSAGE: 400,
-  INVALID_SIGNATURE: 401,
-  PAYLOAD_TOO_LARGE: 413,
-  WEBHOOKS_DISABLED: 503,
-}
 
 const EVENT_NAME = /^[a-z_]{1,64}$/
 const MAX_DELIVERY_ID = 256
@@ -182,7 +175,7 @@ function answer(reply: FastifyReply, status: number, body: WebhookAnswer): Fasti
 }
 
 function describe(err: unknown, maxBodyBytes: number): { status: number; code: ErrorCode; message: string } {
-  if (err instanceof RegattaError) return { status: STATUS_OF[err.code] ?? 500, code: err.code, message: err.message }
+  if (err instanceof RegattaError) return { status: httpStatusOf(err.code), code: err.code, message: err.message }
   const statusCode = (err as { statusCode?: unknown } | null)?.statusCode
   if (statusCode === 413) {
     return { status: 413, code: 'PAYLOAD_TOO_LARGE', message: `webhook body larger than ${maxBodyBytes} bytes` }

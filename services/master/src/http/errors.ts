@@ -1,41 +1,17 @@
 // How the master's HTTP API answers failures: always `{ error: { code, message } }`, the
 // same shape errors have on NATS, with an HTTP status chosen from the code.
 import type { FastifyInstance } from 'fastify'
-import { RegattaError, type ErrorCode, type WireError } from '../../../../shared/errors/index.js'
+import { RegattaError, httpStatusOf, type WireError } from '../../../../shared/errors/index.js'
 
 /** Body of every error answer. */
 export interface ErrorBody {
   error: WireError
 }
 
-/**
- * Code of the 404 answer. Not (yet) in the shared registry: it says only that no route
- * matched, which no other part of Regatta reports.
- */
+/** Code of the 404 answer when no route matched. */
 export const NOT_FOUND = 'NOT_FOUND'
 
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  INVALID_MESSAGE: 400,
-  INVALID_RESOURCES: 400,
-  INVALID_CONFIG: 400,
-  UNKNOWN_CALL: 400,
-  UNKNOWN_FRAMEWORK: 404,
-  UNKNOWN_AGENT: 404,
-  UNKNOWN_OFFER: 404,
-  UNKNOWN_TASK: 404,
-  INVALID_OPERATION: 409,
-  STALE_EPOCH: 409,
-  NOT_LEADER: 503,
-  UNAUTHORIZED: 401,
-  OPERATOR_API_DISABLED: 403,
-  NO_RESPONDERS: 503,
-  TIMEOUT: 504,
-}
-
-/** The HTTP status for an error code; codes that mean "our fault" are 500. */
-export function httpStatusOf(code: ErrorCode): number {
-  return STATUS[code] ?? 500
-}
+export { httpStatusOf }
 
 export function errorBody(code: string, message: string): ErrorBody {
   return { error: { code, message } }
