@@ -6,29 +6,16 @@
 // and status, and the selected job's log followed live over server-sent events. The render
 // functions are pure (data in, HTML out, every text escaped by `esc`); log text goes into the
 // page through textContent only.
-// Written with String.raw and without backticks or dollar-brace, so nothing is interpolated.
-export const PAGE_SCRIPT = String.raw`'use strict';
-var FINAL_RUN = { succeeded: 1, failed: 1, cancelled: 1, error: 1 };
+// Written with String.raw and without backticks or dollar-brace, so nothing is interpolated;
+// esc() and dur() come from the shared page kit.
+import { pageScript } from '../../../../shared/web/page-kit.js'
+
+export const PAGE_SCRIPT = pageScript(String.raw`var FINAL_RUN = { succeeded: 1, failed: 1, cancelled: 1, error: 1 };
 var STEP = /^::regatta step (\d+) (.*)$/;
 var STEP_FAILED = /^::regatta step \d+ failed with exit code \d+$/;
 var ATTEMPT = /^::regatta attempt (\d+)$/;
 var POLL_MS = 2000;
 
-function esc(v) {
-  return String(v === undefined || v === null ? '' : v).replace(/[&<>"']/g, function (c) {
-    return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
-  });
-}
-function dur(ms) {
-  var s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return s + 's';
-  var m = Math.floor(s / 60);
-  if (m < 60) return m + 'm' + (s % 60 ? ' ' + (s % 60) + 's' : '');
-  var h = Math.floor(m / 60);
-  if (h < 24) return h + 'h' + (m % 60 ? ' ' + (m % 60) + 'm' : '');
-  var d = Math.floor(h / 24);
-  return d + 'd' + (h % 24 ? ' ' + (h % 24) + 'h' : '');
-}
 function took(startedAt, finishedAt, now) {
   return startedAt === null || startedAt === undefined ? '-' : dur((finishedAt || now) - startedAt);
 }
@@ -377,4 +364,4 @@ if (typeof document !== 'undefined') (function () {
   window.addEventListener('resize', drawEdges);
   go();
 })();
-`
+`)

@@ -1,6 +1,6 @@
 // The runs web UI at `/` and `/runs/:id`: one self-contained HTML document (inline CSS and JS,
 // no external assets) whose script routes on the path and reads the runs API (page-script.ts).
-import { createHash } from 'node:crypto'
+import { contentSecurityPolicy } from '../../../../shared/web/page-kit.js'
 import { PAGE_SCRIPT } from './page-script.js'
 
 const STYLE = `
@@ -59,22 +59,12 @@ code, pre, .log-body { font: .92em ui-monospace, SFMono-Regular, Menlo, Consolas
 .log-body .step:first-child { margin-top: 0; padding-top: 0; border-top: 0; }
 `
 
-const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(text).digest('base64')}'`
-
 /**
  * The page's policy, in a <meta> element because the page is served as a plain string: the
  * script and the style are allowed by their hashes, so anything that slipped past escaping
  * still could not run; it may talk only to this origin (the API and the log streams).
  */
-const CSP = [
-  "default-src 'none'",
-  `script-src ${sha256(PAGE_SCRIPT)}`,
-  `style-src ${sha256(STYLE)}`,
-  "connect-src 'self'",
-  "img-src 'self' data:",
-  "base-uri 'none'",
-  "form-action 'none'",
-].join('; ')
+const CSP = contentSecurityPolicy(PAGE_SCRIPT, STYLE)
 
 const PAGE = `<!doctype html>
 <html lang="en">

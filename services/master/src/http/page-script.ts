@@ -3,16 +3,13 @@
 //
 // `renderCluster(state)` is pure (state in, HTML out, every text escaped by `esc`) and is run
 // by the unit tests in a vm; the boot part only runs where there is a `document`.
-// Written with String.raw and without backticks or dollar-brace, so nothing is interpolated.
-export const PAGE_SCRIPT = String.raw`'use strict';
-var TERMINAL = { FINISHED: 1, FAILED: 1, KILLED: 1, LOST: 1, ERROR: 1, DROPPED: 1, GONE: 1 };
+// Written with String.raw and without backticks or dollar-brace, so nothing is interpolated;
+// esc() and dur() come from the shared page kit.
+import { pageScript } from '../../../../shared/web/page-kit.js'
+
+export const PAGE_SCRIPT = pageScript(String.raw`var TERMINAL = { FINISHED: 1, FAILED: 1, KILLED: 1, LOST: 1, ERROR: 1, DROPPED: 1, GONE: 1 };
 var MAX_TASK_ROWS = 500;
 
-function esc(v) {
-  return String(v === undefined || v === null ? '' : v).replace(/[&<>"']/g, function (c) {
-    return { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' }[c];
-  });
-}
 function num(n) {
   return String(Math.round((n || 0) * 100) / 100);
 }
@@ -21,16 +18,6 @@ function mem(mib) {
   if (mib >= 1048576) return num(mib / 1048576) + ' TiB';
   if (mib >= 1024) return num(Math.round(mib / 1024 * 10) / 10) + ' GiB';
   return num(mib) + ' MiB';
-}
-function dur(ms) {
-  var s = Math.max(0, Math.floor(ms / 1000));
-  if (s < 60) return s + 's';
-  var m = Math.floor(s / 60);
-  if (m < 60) return m + 'm' + (s % 60 ? ' ' + (s % 60) + 's' : '');
-  var h = Math.floor(m / 60);
-  if (h < 24) return h + 'h' + (m % 60 ? ' ' + (m % 60) + 'm' : '');
-  var d = Math.floor(h / 24);
-  return d + 'd' + (h % 24 ? ' ' + (h % 24) + 'h' : '');
 }
 function amount(name, v) {
   return name === 'mem' || name === 'disk' ? mem(v) : num(v);
@@ -177,4 +164,4 @@ if (typeof document !== 'undefined') {
   };
   setTimeout(tick, initial && initial.textContent ? 2000 : 0);
 }
-`
+`)

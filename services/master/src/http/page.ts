@@ -1,8 +1,8 @@
 // The cluster web page at `/`: one self-contained HTML document (inline CSS and JS, no
 // external assets) that renders the state and refreshes it from /api/v1/state every 2 s.
-import { createHash } from 'node:crypto'
 import type { ClusterState } from '../../../../shared/protocol/index.js'
 import { PAGE_SCRIPT } from './page-script.js'
+import { contentSecurityPolicy } from '../../../../shared/web/page-kit.js'
 
 const STYLE = `
 :root { color-scheme: light dark; --fg: #1d232a; --muted: #66707a; --line: #d9dee3; --bg: #fff; --head: #f4f6f8; --accent: #2f6fdf; --warn: #b25e00; --bad: #c62828; --good: #2e7d32; }
@@ -32,8 +32,6 @@ code { font: .92em ui-monospace, SFMono-Regular, Menlo, monospace; }
 .agent-unreachable, .active-no, .task-failed, .task-error, .task-lost, .task-gone, .task-dropped, .task-killed { color: var(--bad); border-color: currentColor; }
 `
 
-const sha256 = (text: string): string => `'sha256-${createHash('sha256').update(text).digest('base64')}'`
-
 /**
  * Headers of the page. The script is allowed by its hash, so anything that slipped past
  * escaping still could not run; it may talk only to this origin.
@@ -43,16 +41,7 @@ export const PAGE_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
-  'content-security-policy': [
-    "default-src 'none'",
-    `script-src ${sha256(PAGE_SCRIPT)}`,
-    `style-src ${sha256(STYLE)}`,
-    "connect-src 'self'",
-    "img-src 'self' data:",
-    "base-uri 'none'",
-    "form-action 'none'",
-    "frame-ancestors 'none'",
-  ].join('; '),
+  'content-security-policy': contentSecurityPolicy(PAGE_SCRIPT, STYLE, { header: true }),
 }
 
 /**
