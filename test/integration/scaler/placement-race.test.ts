@@ -42,6 +42,7 @@ t.test('Checks that scale-down while tasks are being placed never kills a task',
   await qf.until(`all ${TASKS} tasks to end`, () => qf.ended.size === TASKS, 45_000)
   t.same(qf.casualties.map((s) => `${s.taskId} ${s.state} ${s.reason ?? ''} ${s.message ?? ''}`), [], 'no task was killed, lost or failed')
   t.equal(qf.done, TASKS, 'every task finished')
+  t.same(qf.launchErrors, [], 'the master refused no launch (one on a withdrawn offer is DROPPED, and placed again)')
 
   const drains = f.scaler.history.filter((a) => a.type === 'DRAIN')
   const starts = f.scaler.history.filter((a) => a.type === 'START')

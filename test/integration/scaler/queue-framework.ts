@@ -30,6 +30,8 @@ export class QueueFramework {
   /** Launched task id -> the queued task it runs (a dropped task is launched again under a new id). */
   private readonly logical = new Map<string, string>()
   private readonly attempts = new Map<string, number>()
+  /** ACCEPTs the master refused, with why (their tasks end DROPPED and come back to the queue). */
+  readonly launchErrors: string[] = []
   private seen = 0
   private timer?: NodeJS.Timeout
   private lastRequest = -1
@@ -61,7 +63,7 @@ export class QueueFramework {
   private spec(id: string): TaskSpec {
     const attempt = (this.attempts.get(id) ?? 0) + 1
     this.attempts.set(id, attempt)
-    const taskId = attempt === 1 ? id : `${id}~${attempt}`
+    const taskId = attempt === 1 ? id : `${id}.retry${attempt}`
     this.logical.set(taskId, id)
     return { ...this.o.task(id), taskId, resources: [{ name: 'cpus', scalar: this.o.resources.cpus }, { name: 'mem', scalar: this.o.resources.mem }] }
   }
@@ -85,7 +87,10 @@ export class QueueFramework {
         const ids = this.queue.splice(0, n)
         // the rest of the offer comes back at once (the default would refuse it for 5 s)
         // a refused ACCEPT (the offer is gone) ends its tasks DROPPED: they come back to the queue then
-        launches.push(this.fw.scheduler.launch(offer, ids.map((id) => this.spec(id)), { refuseSeconds: 0 }).catch(() => undefined))
+        const specs = ids.map((id) => this.spec(id))
+        launches.push(this.fw.scheduler.launch(offer, specs, { refuseSeconds: 0 }).catch((err: Error) => {
+          this.launchErrors.push(`${specs.map((x) => x.taskId).join(',')} on ${offer.agentId}: ${err.message}`)
+        }))
       }
       await Promise.all(launches)
       if (this.queue.length !== this.lastRequest) {
@@ -117,7 +122,10 @@ export class QueueFramework {
   async until(what: string, pred: () => boolean, timeoutMs: number): Promise<void> {
     const deadline = Date.now() + timeoutMs
     while (!pred()) {
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (queued ${this.queue.length}, finished ${this.done}, ended ${this.ended.size})`)
+      if (Date.now() > deadline) {
+        const open = [...this.logical].filter(([, id]) => !this.ended.has(id)).map(([taskId]) => `${taskId}: ${this.fw.statesOf(taskId).join(' ') || 'no update'}`)
+        throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} (queued ${this.queue.length}, finished ${this.done}, ended ${this.ended.size}; not ended: ${open.join('; ')}; refused launches: ${this.launchErrors.join('; ') || 'none'})`)
+      }
       await new Promise((r) => setTimeout(r, 20))
     }
   }
