@@ -33,7 +33,8 @@ if ! docker_answers; then
   if command -v dockerd >/dev/null && [ "$(id -u)" = 0 ]; then
     log "no Docker engine answers: starting dockerd --bridge=none --iptables=false"
     mkdir -p /var/log
-    nohup dockerd --bridge=none --iptables=false >/var/log/regatta-dockerd.log 2>&1 &
+    # a session of its own: the engine outlives the shell (and process group) that started it
+    setsid nohup dockerd --bridge=none --iptables=false >>/var/log/regatta-dockerd.log 2>&1 </dev/null &
     for _ in $(seq 1 60); do docker_answers && break; sleep 0.5; done
     docker_answers || log "dockerd did not come up (see /var/log/regatta-dockerd.log); the process containerizer will be used"
   else

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import t from 'tap'
 import Dockerode from 'dockerode'
 import {
-  DockerContainerizer, detectContainerizer, LABEL_AGENT, LABEL_TASK,
+  BUILD_CAPABILITIES, DockerContainerizer, detectContainerizer, LABEL_AGENT, LABEL_TASK,
   type LaunchSpec, type OutputSink,
 } from '../../../services/agent/src/containerizer/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
@@ -113,7 +113,9 @@ t.test('network none leaves only loopback; host shares the host interfaces', { s
   t.equal((await c1.exited).exitCode, 0)
   t.same(ifaces(none.out.stdout), ['lo'])
   const lo = collect()
-  const c3 = await cz.launch(spec({ command: ['sh', '-c', 'grep -w localhost /etc/hosts && ping -c 1 -W 2 localhost >/dev/null && echo reachable'] }), lo.sink)
+  // a server on localhost, reached by name (ping would need NET_RAW, which builds do not get)
+  const serve = 'mkdir -p /tmp/www && echo reachable > /tmp/www/index.html && httpd -p 127.0.0.1:8099 -h /tmp/www && sleep 0.3 && wget -q -O- http://localhost:8099/'
+  const c3 = await cz.launch(spec({ command: ['sh', '-c', `grep -w localhost /etc/hosts && ${serve}`] }), lo.sink)
   t.equal((await c3.exited).exitCode, 0, 'localhost resolves and answers without a network')
   t.match(lo.out.stdout, /^127\.0\.0\.1\s+localhost\n(.|\n)*reachable\n$/)
   const host = collect()
@@ -133,6 +135,32 @@ t.test('limits and labels are set on the container', { skip }, async (t) => {
   t.equal(info.HostConfig.NetworkMode, 'none')
   t.equal(info.HostConfig.AutoRemove, false)
   t.match(info.Config.Labels, { 'regatta.task': 'limits', 'regatta.framework': 'fw-test', 'regatta.agent': AGENT, 'ci.job': 'build' })
+  t.equal(info.HostConfig.Privileged, false)
+  t.same(info.HostConfig.CapDrop, ['ALL'], 'every capability dropped')
+  t.same([...(info.HostConfig.CapAdd ?? [])].sort(), [...BUILD_CAPABILITIES].sort(), 'but the few a build needs')
+  t.same(info.HostConfig.SecurityOpt, ['no-new-privileges'])
+  t.notOk((info.HostConfig.Binds ?? []).some((b: string) => b.includes('docker.sock')), 'the Docker socket is never mounted')
+})
+
+t.test('a build container cannot use the dropped capabilities, gain privileges, or fork without bound', { skip }, async (t) => {
+  const cz = new DockerContainerizer({ docker, defaultImage: image, pidsLimit: 64 })
+  const run = async (taskId: string, script: string): Promise<{ code: number | null; out: string }> => {
+    const { out, sink } = collect()
+    const c = await cz.launch(spec({ taskId, command: ['sh', '-c', script] }), sink)
+    const exit = await c.exited
+    await cz.remove(c.id)
+    return { code: exit.exitCode, out: out.stdout + out.stderr }
+  }
+  const mknod = await run('no-mknod', 'mknod /tmp/dev c 1 3 && echo made')
+  t.not(mknod.code, 0, `mknod (CAP_MKNOD) is refused: ${mknod.out.trim()}`)
+  const caps = await run('caps', "grep -E '^Cap(Eff|Bnd)' /proc/self/status")
+  // the bounding set holds only the build capabilities: bits of CHOWN(0) DAC_OVERRIDE(1) FOWNER(3) FSETID(4) KILL(5) SETGID(6) SETUID(7) NET_BIND_SERVICE(10)
+  t.match(caps.out, /CapBnd:\s+00000000000004fb/, caps.out.trim())
+  const nnp = await run('nnp', "grep NoNewPrivs /proc/self/status")
+  t.match(nnp.out, /NoNewPrivs:\s+1/, 'no-new-privileges is set')
+  const forks = await run('forks', 'for i in $(seq 1 100); do sleep 5 & done 2>/dev/null; sleep 0.5; ls /proc | grep -c "^[0-9]"')
+  const count = Number(forks.out.trim().split('\n').pop())
+  t.ok(count <= 64, `the pids limit holds: ${count} processes of 100 asked for`)
 })
 
 t.test('a command over its memory limit is OOM-killed: 137 and oomKilled', { skip }, async (t) => {

@@ -52,6 +52,13 @@ const LOOPBACK_HOSTS = [
   '',
 ].join('\n')
 
+/**
+ * The capabilities a build keeps (as root in its container): owning and reading files it
+ * unpacks (CHOWN, DAC_OVERRIDE, FOWNER, FSETID), switching to a build user (SETUID, SETGID),
+ * signalling its own processes (KILL) and listening on a low port (NET_BIND_SERVICE). Docker's
+ * default set also has MKNOD, NET_RAW, SETFCAP, SETPCAP, SYS_CHROOT and AUDIT_WRITE: dropped.
+ */
+export const BUILD_CAPABILITIES = ['CHOWN', 'DAC_OVERRIDE', 'FOWNER', 'FSETID', 'SETUID', 'SETGID', 'KILL', 'NET_BIND_SERVICE'] as const
 const MIN_MEMORY_BYTES = 6 * 1024 * 1024 // the engine refuses less
 const MIN_NANO_CPUS = 10_000_000 // 0.01 CPU, the engine's minimum
 
@@ -326,7 +333,11 @@ export class DockerContainerizer implements Containerizer {
     return this.hostsFile
   }
 
-  /** The task's limits (memory, CPUs, pids), for its main container and each of its sidecars alike. */
+  /**
+   * The task's limits (memory, CPUs, pids) and hardening, for its main container and each of its
+   * sidecars alike: never privileged, every capability dropped but BUILD_CAPABILITIES, and
+   * no-new-privileges (a setuid binary gains nothing).
+   */
   private limits(spec: LaunchSpec): Dockerode.HostConfig {
     const memory = spec.memMb !== undefined ? Math.max(MIN_MEMORY_BYTES, Math.round(spec.memMb * 1024 * 1024)) : undefined
     const nanoCpus = spec.cpus !== undefined
@@ -334,6 +345,10 @@ export class DockerContainerizer implements Containerizer {
       : undefined
     return {
       Init: this.init,
+      Privileged: false,
+      CapDrop: ['ALL'],
+      CapAdd: [...BUILD_CAPABILITIES],
+      SecurityOpt: ['no-new-privileges'],
       PidsLimit: this.pidsLimit,
       ...(memory !== undefined ? { Memory: memory, MemorySwap: memory } : {}),
       ...(nanoCpus !== undefined ? { NanoCpus: nanoCpus } : {}),

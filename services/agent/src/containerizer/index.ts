@@ -14,7 +14,7 @@ export type {
 } from './types.js'
 export { SANDBOX_MOUNT } from './types.js'
 export { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_SIDECAR, LABEL_TASK } from './labels.js'
-export { DockerContainerizer, withTag, type DockerContainerizerOptions } from './docker.js'
+export { BUILD_CAPABILITIES, DockerContainerizer, withTag, type DockerContainerizerOptions } from './docker.js'
 export { ProcessContainerizer, type ProcessContainerizerOptions } from './process.js'
 
 /**
