@@ -77,7 +77,10 @@ export class StatusUpdateSender {
 
   /** Waits (bounded) for batches in flight, then refuses new updates and fails what is queued. */
   async close(waitMs = 5_000): Promise<void> {
-    await Promise.race([Promise.allSettled([...this.flights]), new Promise((r) => setTimeout(r, waitMs))])
+    let timer: NodeJS.Timeout | undefined
+    // the timer is cleared once the flights land: left running it would keep the process alive
+    await Promise.race([Promise.allSettled([...this.flights]), new Promise((r) => { timer = setTimeout(r, waitMs) })])
+    clearTimeout(timer)
     this.stopped = true
     for (const q of this.queues.values()) for (const b of q.splice(0)) b.reject(new RegattaError('NO_RESPONDERS', 'status update sender closed'))
   }
