@@ -1,6 +1,8 @@
 // A stand-in for GitHub: a local REST API server that records what Regatta sends (commit statuses)
-// and serves branches and open pull requests, with knobs to fail or slow it down; plus signed
-// webhook requests and realistic webhook payloads. Loopback only: GitHub is not reachable here.
+// and serves branches and open pull requests (paginated, with ETags: a request with the page's
+// If-None-Match gets 304 as on GitHub), with knobs to fail or slow it down or to enforce a rate
+// limit; plus signed webhook requests and realistic webhook payloads. Loopback only: GitHub is not
+// reachable here.
 //
 //   const api = await startFakeGitHubApi()          // api.url → REGATTA_GITHUB_API_URL
 //   const body = JSON.stringify(pushPayload({ repo: 'octo/app', branch: 'main', files: ['a.ts'] }))
@@ -70,6 +72,14 @@ export interface FakeGitHubApi {
   setPulls(repo: string, pulls: PullFixture[]): void
   /** The next `n` requests are answered `status` (default 500) and change nothing. */
   failNext(n: number, status?: number): void
+  /** Every request is answered `status` (e.g. 500) and changes nothing, until `failAll(false)`. */
+  failAll(status: number | false): void
+  /**
+   * GitHub's rate limit from now on: X-RateLimit-* headers on every answer, each answer but a 304
+   * uses one request, and with none left requests get 403 "API rate limit exceeded" until
+   * `resetAt` (ms since the epoch; default an hour from now). `null` turns it off (the default).
+   */
+  setRateLimit(limit: { remaining: number; limit?: number; resetAt?: number } | null): void
   /** Every answer from now on waits `ms` first (0 to stop). */
   delay(ms: number): void
   close(): Promise<void>
@@ -89,6 +99,8 @@ export async function startFakeGitHubApi(options: FakeGitHubApiOptions = {}): Pr
   const pulls = new Map<string, PullFixture[]>()
   const pendingTimers = new Set<NodeJS.Timeout>()
   let failures = { left: 0, status: 500 }
+  let failingAll: number | false = false
+  let rate: { remaining: number; limit: number; resetAt: number } | null = null
   let delayMs = 0
   let statusIds = 1000
   let url = ''
@@ -108,10 +120,22 @@ export async function startFakeGitHubApi(options: FakeGitHubApiOptions = {}): Pr
       calls.push(call)
       const respond = (status: number, body: unknown, headers: Record<string, string> = {}): void => {
         call.status = status
+        if (rate) {
+          if (rate.resetAt <= Date.now()) rate = { ...rate, remaining: rate.limit, resetAt: Date.now() + 3_600_000 }
+          if (status !== 304 && rate.remaining > 0) rate.remaining--
+          Object.assign(headers, {
+            'x-ratelimit-limit': String(rate.limit),
+            'x-ratelimit-remaining': String(rate.remaining),
+            'x-ratelimit-used': String(rate.limit - rate.remaining),
+            'x-ratelimit-reset': String(Math.ceil(rate.resetAt / 1000)),
+            'x-ratelimit-resource': 'core',
+          })
+        }
         const send = (): void => {
           if (res.destroyed) return
-          res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', ...headers })
-          res.end(JSON.stringify(body))
+          // a 304 has no body, as on GitHub
+          res.writeHead(status, status === 304 ? headers : { 'content-type': 'application/json; charset=utf-8', ...headers })
+          res.end(status === 304 ? undefined : JSON.stringify(body))
         }
         if (delayMs <= 0) return send()
         const t = setTimeout(() => {
@@ -120,9 +144,13 @@ export async function startFakeGitHubApi(options: FakeGitHubApiOptions = {}): Pr
         }, delayMs)
         pendingTimers.add(t)
       }
-      if (failures.left > 0) {
-        failures.left--
-        return respond(failures.status, { message: `injected failure (${failures.status})`, documentation_url: 'https://docs.github.com/rest' })
+      if (failures.left > 0 || failingAll !== false) {
+        const status = failingAll !== false ? failingAll : failures.status
+        if (failingAll === false) failures.left--
+        return respond(status, { message: `injected failure (${status})`, documentation_url: 'https://docs.github.com/rest' })
+      }
+      if (rate && rate.remaining <= 0 && rate.resetAt > Date.now()) {
+        return respond(403, { message: 'API rate limit exceeded for user ID 1.', documentation_url: 'https://docs.github.com/rest/overview/resources-in-the-rest-api#rate-limiting' })
       }
       if (options.token !== undefined) {
         const given = /^(?:token|bearer) +(.+)$/i.exec(req.headers.authorization ?? '')?.[1]
@@ -192,7 +220,7 @@ export async function startFakeGitHubApi(options: FakeGitHubApiOptions = {}): Pr
     respond(404, notFound())
   }
 
-  /** GitHub's pagination: per_page (default 30, at most 100), page, and a Link header. */
+  /** GitHub's pagination: per_page (default 30, at most 100), page, and a Link header; an ETag per page. */
   function page(call: RecordedCall, list: unknown[], respond: (status: number, body: unknown, headers?: Record<string, string>) => void): void {
     const perPage = Math.min(100, Math.max(1, Number(call.query.per_page) || 30))
     const pageNo = Math.max(1, Number(call.query.page) || 1)
@@ -206,6 +234,8 @@ export async function startFakeGitHubApi(options: FakeGitHubApiOptions = {}): Pr
       }
       headers.link = `<${link(pageNo + 1)}>; rel="next", <${link(last)}>; rel="last"`
     }
+    headers.etag = `W/"${createHash('sha1').update(JSON.stringify(items)).update(headers.link ?? '').digest('hex')}"`
+    if (call.headers['if-none-match'] === headers.etag) return respond(304, undefined, headers)
     respond(200, items, headers)
   }
 
@@ -222,6 +252,10 @@ export async function startFakeGitHubApi(options: FakeGitHubApiOptions = {}): Pr
     setBranches: (repo, list) => { branches.set(repo, [...list]) },
     setPulls: (repo, list) => { pulls.set(repo, [...list]) },
     failNext: (n, status = 500) => { failures = { left: n, status } },
+    failAll: (status) => { failingAll = status },
+    setRateLimit: (limit) => {
+      rate = limit === null ? null : { remaining: limit.remaining, limit: limit.limit ?? 5000, resetAt: limit.resetAt ?? Date.now() + 3_600_000 }
+    },
     delay: (ms) => { delayMs = ms },
     close: async () => {
       for (const t of pendingTimers) clearTimeout(t)

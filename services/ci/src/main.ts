@@ -1,10 +1,13 @@
 // Entry of `regatta ci`: reads the environment (REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN,
-// REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED, REGATTA_LOG_RETENTION), connects to NATS, wires the service and its HTTP API.
+// REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED, REGATTA_LOG_RETENTION,
+// REGATTA_GITHUB_POLL_INTERVAL), connects to NATS, wires the service and its HTTP API.
 import type { KV, NatsConnection } from 'nats'
 import { connectNats } from '../../../shared/nats/index.js'
 import { createLogger, type Logger } from '../../../shared/log/index.js'
 import { parseDuration, type HostPort } from '../../../shared/config/index.js'
-import { StatusReporter, type DeliveryLog } from './github/index.js'
+import {
+  DEFAULT_POLL_INTERVAL_MS, HeadLedger, HeadPoller, StatusReporter, createGitHubClient, type DeliveryLog, type HeadPollerOptions,
+} from './github/index.js'
 import { CiService } from './service.js'
 import { createCiHttp } from './http.js'
 import { runsPage } from './ui/page.js'
@@ -56,6 +59,14 @@ export interface CiRunOptions {
   cancelSuperseded?: boolean
   /** How long job logs are kept after their task ended (REGATTA_LOG_RETENTION, default 30 days). */
   logRetentionMs?: number
+  /**
+   * How often GitHub is asked for the branch heads and open pull requests of the repositories
+   * webhooks came from, to build what a lost webhook missed (REGATTA_GITHUB_POLL_INTERVAL,
+   * default 60 s; 0: never). Needs githubToken.
+   */
+  githubPollIntervalMs?: number
+  /** The head poller's limits (github/poller.ts), beyond its interval. */
+  headPoller?: Partial<Pick<HeadPollerOptions, 'maxRepos' | 'maxBranches' | 'maxPulls' | 'maxBackoffMs' | 'requestTimeoutMs' | 'rateLimitReserve'>>
   logger?: Logger
   page?: () => string
 }
@@ -70,10 +81,12 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   const logger = o.logger ?? createLogger('ci')
   const nc = await connectNats(o.natsUrl, 'regatta-ci')
   // commit statuses need a token: without one, none are sent (and nothing calls GitHub)
-  const statuses = o.githubToken
-    ? new StatusReporter({ logger, token: o.githubToken, ...(o.githubApiUrl ? { baseUrl: o.githubApiUrl } : {}) })
-    : undefined
-  if (!statuses) logger.warn('REGATTA_GITHUB_TOKEN is not set: no commit statuses are reported')
+  const github = o.githubToken ? createGitHubClient({ logger, token: o.githubToken, ...(o.githubApiUrl ? { baseUrl: o.githubApiUrl } : {}) }) : undefined
+  const statuses = github ? new StatusReporter({ logger, client: github }) : undefined
+  if (!statuses) logger.warn('REGATTA_GITHUB_TOKEN is not set: no commit statuses are reported, no heads are polled')
+  // heads whose webhook never came: polled with the same client, claimed in KV with the webhooks
+  const pollMs = o.githubPollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS
+  const ledger = github && pollMs > 0 ? await HeadLedger.open({ nc, logger, ...(o.replicas ? { replicas: o.replicas } : {}) }) : undefined
   const secrets = new SecretStore({ nc, logger, ...(o.secretsKey ? { key: o.secretsKey } : {}), ...(o.replicas ? { replicas: o.replicas } : {}) })
   await secrets.start()
   if (!o.secretsKey) logger.warn('REGATTA_SECRETS_KEY is not set: repository secrets cannot be stored, and jobs that name one run without it')
@@ -84,8 +97,12 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     nc, logger, schedules, ...(statuses ? { statuses } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}), secrets, logs,
     ...(o.cancelSuperseded !== undefined ? { cancelSuperseded: o.cancelSuperseded } : {}),
+    ...(ledger ? { heads: ledger } : {}),
   })
   await service.start()
+  const poller = github && ledger
+    ? new HeadPoller({ ledger, client: github, start: (t) => service!.trigger(t), logger, intervalMs: pollMs, ...o.headPoller })
+    : undefined
   await schedules.open()
   const deliveries = await KvDeliveryLog.open(nc, o.replicas)
   if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
@@ -94,6 +111,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     await app.listen({ host: o.http.host, port: o.http.port })
   } catch (err) {
     // nothing may keep the process alive when it cannot serve
+    await poller?.stop()
     schedules.stop()
     secrets.stop()
     await service.stop().catch(() => undefined)
@@ -104,11 +122,13 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   const port = typeof addr === 'object' && addr ? addr.port : o.http.port
   const url = `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${port}`
   logger.info({ url }, 'CI service listening')
+  poller?.start()
   return {
     service,
     url,
     async stop() {
       await app.close()
+      await poller?.stop()
       schedules.stop()
       secrets.stop()
       await service!.stop()
@@ -120,7 +140,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
 }
 
 /** The service's settings from its environment, as DESIGN.md lists them. */
-export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded' | 'logRetentionMs'> {
+export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded' | 'logRetentionMs' | 'githubPollIntervalMs'> {
   const cancel = env.REGATTA_CANCEL_SUPERSEDED
   if (cancel !== undefined && !['true', 'false', '1', '0'].includes(cancel)) {
     throw new RegattaError('INVALID_CONFIG', `REGATTA_CANCEL_SUPERSEDED: "${cancel}" is not true or false`)
@@ -129,9 +149,19 @@ export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 
     ...(env.REGATTA_SECRETS_KEY ? { secretsKey: parseSecretsKey(env.REGATTA_SECRETS_KEY) } : {}),
     ...(cancel !== undefined ? { cancelSuperseded: cancel === 'true' || cancel === '1' } : {}),
     ...(env.REGATTA_LOG_RETENTION ? { logRetentionMs: parseDuration(env.REGATTA_LOG_RETENTION, 'REGATTA_LOG_RETENTION') } : {}),
+    ...(env.REGATTA_GITHUB_POLL_INTERVAL ? { githubPollIntervalMs: pollInterval(env.REGATTA_GITHUB_POLL_INTERVAL) } : {}),
     ...(env.REGATTA_WEBHOOK_SECRET ? { webhookSecret: env.REGATTA_WEBHOOK_SECRET } : {}),
     ...(env.REGATTA_GITHUB_TOKEN ? { githubToken: env.REGATTA_GITHUB_TOKEN } : {}),
     ...(env.REGATTA_GITHUB_API_URL ? { githubApiUrl: env.REGATTA_GITHUB_API_URL } : {}),
     ...(env.REGATTA_PUBLIC_URL ? { publicUrl: env.REGATTA_PUBLIC_URL } : {}),
   }
+}
+
+/** REGATTA_GITHUB_POLL_INTERVAL: a duration, or 0 / off for no polling. */
+export function pollInterval(text: string): number {
+  if (/^\s*(off|0)\s*$/i.test(text)) return 0
+  const ms = parseDuration(text, 'REGATTA_GITHUB_POLL_INTERVAL')
+  if (ms === 0) return 0
+  if (ms < 100) throw new RegattaError('INVALID_CONFIG', `REGATTA_GITHUB_POLL_INTERVAL: "${text}" is too short (at least 100ms; 0 or off for no polling)`)
+  return ms
 }

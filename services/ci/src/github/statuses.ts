@@ -17,12 +17,13 @@
 // A request that fails with a network error, a timeout (`requestTimeoutMs`), a 5xx, 408, 429 or
 // a rate-limit 403 is retried with exponential backoff (honouring Retry-After) up to
 // `maxAttempts` attempts, then given up and logged; any other 4xx is logged and dropped at once.
-import { Octokit } from '@octokit/rest'
+import type { Octokit } from '@octokit/rest'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { systemClock, type Clock, type Timer } from '../../../../shared/clock/index.js'
 import type { Logger } from '../../../../shared/log/index.js'
+import { classifyGitHubError, createGitHubClient, githubApiUrl } from './client.js'
 
-export const DEFAULT_GITHUB_API_URL = 'https://api.github.com'
+export { DEFAULT_GITHUB_API_URL } from './client.js'
 /** GitHub refuses longer status descriptions. */
 export const MAX_DESCRIPTION_CHARS = 140
 
@@ -47,6 +48,8 @@ export interface StatusReporterOptions {
   /** Default: REGATTA_GITHUB_API_URL, else https://api.github.com. */
   baseUrl?: string
   logger: Logger
+  /** The service's GitHub client (client.ts), shared with the head poller; default: one made from token and baseUrl. */
+  client?: Octokit
   clock?: Clock
   /** One request's time limit (default 10 s). */
   requestTimeoutMs?: number
@@ -117,23 +120,13 @@ export class StatusReporter {
     this.retryDelayMs = positive('retryDelayMs', options.retryDelayMs ?? 500)
     this.maxRetryDelayMs = positive('maxRetryDelayMs', options.maxRetryDelayMs ?? 30_000)
     this.concurrency = positive('concurrency', options.concurrency ?? 4)
-    const baseUrl = (options.baseUrl || process.env.REGATTA_GITHUB_API_URL || DEFAULT_GITHUB_API_URL).replace(/\/+$/, '')
-    if (!/^https?:\/\/[^/]/.test(baseUrl)) {
-      throw new RegattaError('INVALID_CONFIG', `REGATTA_GITHUB_API_URL must be an http(s) URL, not "${baseUrl}"`)
+    if (options.client) {
+      this.octokit = options.client
+      return
     }
+    const baseUrl = githubApiUrl(options.baseUrl)
     if (!options.token) this.log.warn({ baseUrl }, 'no GitHub token (REGATTA_GITHUB_TOKEN): statuses are sent unauthenticated')
-    const octokitLog = this.log.child({ component: 'octokit' })
-    this.octokit = new Octokit({
-      ...(options.token ? { auth: options.token } : {}),
-      baseUrl,
-      userAgent: 'regatta',
-      log: {
-        debug: (m: string) => octokitLog.debug(m),
-        info: (m: string) => octokitLog.debug(m),
-        warn: (m: string) => octokitLog.warn(m),
-        error: (m: string) => octokitLog.error(m),
-      },
-    })
+    this.octokit = createGitHubClient({ baseUrl, logger: this.log, ...(options.token ? { token: options.token } : {}) })
   }
 
   /** Enqueues a status and returns at once; never throws (a bad status is logged and dropped). */
@@ -348,16 +341,7 @@ function supersedes(later: Entry, earlier: Entry): boolean {
 }
 
 function classify(err: unknown): { error: RegattaError; retryable: boolean; retryAfterMs?: number } {
-  const e = err as { status?: unknown; message?: unknown; response?: { headers?: Record<string, string | undefined> } } | null
-  const status = typeof e?.status === 'number' ? e.status : undefined
-  const headers = e?.response?.headers ?? {}
-  const text = typeof e?.message === 'string' ? e.message : String(err)
-  const error = new RegattaError('GITHUB_API_ERROR', status !== undefined ? `HTTP ${status}: ${text}` : text, { cause: err })
-  const retryAfter = Number(headers['retry-after'])
-  const retryAfterMs = Number.isFinite(retryAfter) && retryAfter > 0 ? retryAfter * 1000 : undefined
-  const rateLimited = status === 403 && (headers['x-ratelimit-remaining'] === '0' || retryAfterMs !== undefined || /rate limit/i.test(text))
-  // no status: the request never got an answer (connection refused, reset, DNS)
-  const retryable = status === undefined || status >= 500 || status === 408 || status === 429 || rateLimited
+  const { error, retryable, retryAfterMs } = classifyGitHubError(err)
   return { error, retryable, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }
 }
 
