@@ -31,10 +31,48 @@ export const AgentRegistered = Type.Object({
 })
 export type AgentRegistered = Static<typeof AgentRegistered>
 
+/** Leftovers of one kind an agent found (no task of its owns them) and removed, since it started. */
+export const OrphanCount = Type.Object({
+  found: Type.Integer({ minimum: 0 }),
+  reaped: Type.Integer({ minimum: 0 }),
+})
+export type OrphanCount = Static<typeof OrphanCount>
+
+/**
+ * What an agent's reaper found and removed since the agent started: Docker containers with its
+ * labels, process groups it started, and sandboxes under its work dir, that no task of its owns
+ * (after a restart, a crash). `found` and `reaped` are the sums of the three.
+ */
+export const Orphans = Type.Object({
+  found: Type.Integer({ minimum: 0 }),
+  reaped: Type.Integer({ minimum: 0 }),
+  containers: OrphanCount,
+  processes: OrphanCount,
+  sandboxes: OrphanCount,
+})
+export type Orphans = Static<typeof Orphans>
+
+/**
+ * The disk an agent's sandboxes take (MiB): those of running tasks and those kept after their
+ * task ended; `budgetMb` bounds the sum (kept sandboxes are evicted, least recently used
+ * first, to stay under it). `evicted`: kept sandboxes removed for the budget since it started.
+ */
+export const AgentDisk = Type.Object({
+  usedMb: Type.Number({ minimum: 0 }),
+  budgetMb: Type.Optional(Type.Number({ minimum: 0 })),
+  retained: Type.Integer({ minimum: 0 }),
+  evicted: Type.Integer({ minimum: 0 }),
+})
+export type AgentDisk = Static<typeof AgentDisk>
+
 export const AgentHeartbeat = Type.Object({
   agentId: Type.String({ minLength: 1 }),
   /** Resources currently estimated as revocable (oversubscription); absent when not estimated. */
   revocable: Type.Optional(Type.Array(Resource)),
+  /** The agent's reaper counters (absent from agents without a reaper). */
+  orphans: Type.Optional(Orphans),
+  /** The disk its sandboxes take, against its budget. */
+  disk: Type.Optional(AgentDisk),
 })
 export type AgentHeartbeat = Static<typeof AgentHeartbeat>
 

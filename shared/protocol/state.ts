@@ -2,6 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox'
 import { Attributes, Resource } from './resources.js'
 import { TaskState } from './tasks.js'
+import { AgentDisk, OrphanCount, Orphans } from './agent.js'
 
 /** Scalar totals by resource name, e.g. { cpus: 4, mem: 8192, disk: 20000, ports: 1001 }. */
 export const Amounts = Type.Record(Type.String(), Type.Number())
@@ -27,6 +28,10 @@ export const AgentView = Type.Object({
   tasks: Type.Integer(),
   /** ms since the agent last ran a task (or since registering), while it runs none. */
   idleSince: Type.Optional(Type.Number()),
+  /** Leftovers its reaper found and removed since the agent started (from its heartbeats). */
+  orphans: Type.Optional(Orphans),
+  /** The disk its sandboxes take, against its budget (from its heartbeats). */
+  disk: Type.Optional(AgentDisk),
 })
 export type AgentView = Static<typeof AgentView>
 
@@ -100,5 +105,7 @@ export const ClusterState = Type.Object({
   roles: Type.Array(RoleView),
   /** One entry per pool with any demand, by pool name. */
   demand: Type.Array(PoolDemand),
+  /** Orphans the agents found and reaped, summed over the agents listed. */
+  orphans: Type.Optional(OrphanCount),
 })
 export type ClusterState = Static<typeof ClusterState>

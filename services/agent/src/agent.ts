@@ -10,7 +10,7 @@
 // task saves nothing, and a kill during the saving aborts it (KILLED).
 import { randomUUID } from 'node:crypto'
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { hostname as osHostname } from 'node:os'
 import { join, resolve, sep } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
@@ -32,6 +32,8 @@ import { TaskText } from './task-output.js'
 import { checkWorkspacePath, restoreCache, saveArtifacts, saveCache, type SaveResult } from './workspace-store.js'
 import { Volumes, checkVolumes } from './volumes.js'
 import { OversubscriptionController, PREEMPTED, type ObservedTask, type OversubscriptionOptions } from './oversubscription/index.js'
+import { SandboxDisk } from './disk-budget.js'
+import { Reaper } from './reaper.js'
 
 export interface AgentOptions {
   nc: NatsConnection
@@ -49,6 +51,13 @@ export interface AgentOptions {
   id?: string
   /** How long a finished task's sandbox is kept (default 10 min; 0 removes it at once). */
   sandboxRetentionMs?: number
+  /**
+   * Most MiB the sandboxes (of running tasks and kept ones) may take together; kept sandboxes are
+   * evicted least recently used first to stay under it. Default: the agent's `disk` resource.
+   */
+  diskBudgetMb?: number
+  /** How often the reaper looks for orphans (containers, processes, sandboxes no task owns); default 30 s. */
+  reapIntervalMs?: number
   /** Default SIGTERM→SIGKILL grace for kills. */
   killGracePeriodMs?: number
   /** How long restoring a task's cache may take before the task runs without it (default 5 min). */
@@ -154,6 +163,9 @@ export class Agent {
   private registering?: Promise<void>
   private stopped = false
   private readonly oversubscription?: OversubscriptionController
+  /** Sandboxes of ended tasks kept for their retention, within the disk budget. */
+  private readonly disk: SandboxDisk
+  private reaper?: Reaper
 
   constructor(private readonly o: AgentOptions) {
     this.nc = o.nc
@@ -163,6 +175,13 @@ export class Agent {
     this.log = o.logger
     this.checkpoints = new CheckpointStore(o.workDir)
     this.volumes = new Volumes(o.workDir, o.logger)
+    const diskMb = scalar(o.resources, 'disk')
+    const budgetMb = o.diskBudgetMb ?? (diskMb > 0 ? diskMb : undefined)
+    this.disk = new SandboxDisk({
+      retentionMs: this.retentionMs, clock: this.clock, logger: o.logger,
+      ...(budgetMb !== undefined ? { budgetMb } : {}),
+      live: () => [...this.tasks.values()].map((t) => t.sandbox),
+    })
     if (o.oversubscription) {
       this.oversubscription = new OversubscriptionController({
         tasks: () => this.observedTasks(),
@@ -197,6 +216,15 @@ export class Agent {
     this.log = this.o.logger.child({ agentId: this.id })
     await this.checkpoints.init()
     await this.recover()
+    // after recovery: what the recovered tasks do not own is left over from before the restart
+    this.reaper = new Reaper({
+      agentId: this.id, workDir: this.o.workDir, containerizer: this.o.containerizer, disk: this.disk,
+      retentionMs: this.retentionMs, clock: this.clock, logger: this.log,
+      ...(this.o.reapIntervalMs !== undefined ? { intervalMs: this.o.reapIntervalMs } : {}),
+      ownsTask: (frameworkId, taskId) => this.tasks.has(key(frameworkId, taskId)) || this.ended.has(key(frameworkId, taskId)),
+      liveSandboxes: () => new Set([...this.tasks.values()].map((t) => t.sandbox)),
+    })
+    this.reaper.start()
     this.sub = serve(this.nc, Subjects.agentCommand(this.id), AgentCommand, (c) => this.command(c), { logger: this.log })
     // a new leader announces itself: re-register at once rather than at the next heartbeat
     this.leaderSub = this.nc.subscribe(Subjects.leaderElected, {
@@ -219,6 +247,8 @@ export class Agent {
     this.stopped = true
     this.heartbeatTimer?.cancel()
     await this.oversubscription?.stop()
+    await this.reaper?.stop()
+    this.disk.stop()
     this.sub?.unsubscribe()
     this.leaderSub?.unsubscribe()
     // let updates in flight be stored, for a bounded time
@@ -282,7 +312,11 @@ export class Agent {
     if (!this.registered) return
     try {
       const revocable = this.oversubscription?.revocable()
-      const reply = await request(this.nc, Subjects.agentHeartbeat, { agentId: this.id, ...(revocable ? { revocable } : {}) }, HeartbeatReply, Math.max(1_000, this.heartbeatIntervalMs))
+      const heartbeat = {
+        agentId: this.id, ...(revocable ? { revocable } : {}), disk: this.disk.stats(),
+        ...(this.reaper ? { orphans: this.reaper.orphans() } : {}),
+      }
+      const reply = await request(this.nc, Subjects.agentHeartbeat, heartbeat, HeartbeatReply, Math.max(1_000, this.heartbeatIntervalMs))
       if (reply.epoch > this.masterEpoch) {
         // a new leader that knows us (from its registry): re-register so it learns our tasks
         this.acceptEpoch(reply.epoch)
@@ -580,13 +614,12 @@ export class Agent {
     // the end in its checkpoint after a restart, rather than a task whose container is gone (LOST)
     const container = t.container
     if (container) void (t.checkpointed ?? Promise.resolve()).then(() => this.o.containerizer.remove(container.id)).catch(() => undefined)
-    const retention = this.o.sandboxRetentionMs ?? 10 * 60_000
-    // an empty sandbox (a task that wrote nothing) goes with one rmdir; others recursively
-    const removeSandbox = (): void => void rmdir(t.sandbox)
-      .catch(() => rm(t.sandbox, { recursive: true, force: true }))
-      .catch(() => undefined)
-    if (retention <= 0) removeSandbox()
-    else this.clock.setTimeout(removeSandbox, retention)
+    // kept for the retention (for a look after a failure), within the disk budget
+    this.disk.retain(t.sandbox)
+  }
+
+  private get retentionMs(): number {
+    return this.o.sandboxRetentionMs ?? 10 * 60_000
   }
 
   private async killTask(t: LiveTask, graceMs?: number, why?: { reason: string; message: string }): Promise<void> {
@@ -686,6 +719,9 @@ export class Agent {
       if (isTerminal(cp.status.state)) {
         // ended before the restart but maybe not stored: send it again (same uuid, de-duplicated)
         this.update(t, cp.status.state, { ...cp.status })
+        // the agent died before removing its container, and its sandbox's retention timer is gone
+        if (found) void this.o.containerizer.remove(found.container.id).catch(() => undefined)
+        this.disk.retain(t.sandbox, cp.status.timestamp)
         continue
       }
       if (!found) {
@@ -705,9 +741,7 @@ export class Agent {
       void found.container.exited.then((exit) => this.finish(t, exit))
       this.log.info({ taskId: cp.task.taskId }, 'recovered a running task')
     }
-    for (const orphan of byTask.values()) {
-      this.log.warn({ taskId: orphan.taskId, containerId: orphan.container.id }, 'removing an orphan container')
-      void orphan.container.kill(0).then(() => this.o.containerizer.remove(orphan.container.id)).catch(() => undefined)
-    }
+    // containers of no checkpointed task: the reaper's first pass (right after this) removes them
+    for (const orphan of byTask.values()) this.log.warn({ taskId: orphan.taskId, containerId: orphan.container.id }, 'a container no task owns: left to the reaper')
   }
 }

@@ -24,6 +24,37 @@ export interface AgentRunOptions {
   logger?: Logger
   /** Offer what tasks leave unused as revocable, and preempt revocable tasks under pressure (absent: off). */
   oversubscription?: OversubscriptionOptions
+  /** The reaper's interval, the sandboxes' disk budget and retention (absent: the defaults). */
+  disk?: DiskOptions
+}
+
+/** How the agent bounds what it leaves on disk (see disk-budget.ts and reaper.ts). */
+export interface DiskOptions {
+  reapIntervalMs?: number
+  diskBudgetMb?: number
+  sandboxRetentionMs?: number
+}
+
+/** The agent's reaper and disk flags as the CLI takes them (text, validated here). */
+export interface DiskFlags {
+  reapInterval?: string
+  diskBudget?: string
+  sandboxRetention?: string
+}
+
+/**
+ * `--reap-interval`, `--disk-budget` and `--sandbox-retention` as options. Throws INVALID_CONFIG
+ * naming the flag for a bad value (a reap interval under 100ms, a negative budget, not a duration).
+ */
+export function diskFromFlags(f: DiskFlags): DiskOptions {
+  const o: DiskOptions = {}
+  if (f.reapInterval !== undefined) {
+    o.reapIntervalMs = parseDuration(f.reapInterval, '--reap-interval')
+    if (o.reapIntervalMs < 100) throw new RegattaError('INVALID_CONFIG', `--reap-interval: "${f.reapInterval}" is shorter than 100ms`)
+  }
+  if (f.diskBudget !== undefined) o.diskBudgetMb = parseNumberArg(f.diskBudget, '--disk-budget')
+  if (f.sandboxRetention !== undefined) o.sandboxRetentionMs = parseDuration(f.sandboxRetention, '--sandbox-retention')
+  return o
 }
 
 /** The agent's oversubscription flags as the CLI takes them (text, validated here). */
@@ -92,9 +123,10 @@ export async function runAgent(o: AgentRunOptions): Promise<RunningAgent> {
     nc, workDir, pool: o.pool ?? 'default', resources, attributes, containerizer, logger,
     defaultImage, ...(o.id ? { id: o.id } : {}),
     ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}),
+    ...o.disk,
   })
   await agent.start()
-  logger.info({ agentId: agent.id, containerizer: kind, workDir, oversubscription: o.oversubscription ?? false }, 'agent started')
+  logger.info({ agentId: agent.id, containerizer: kind, workDir, oversubscription: o.oversubscription ?? false, disk: o.disk ?? {} }, 'agent started')
   return {
     agent,
     async stop() {

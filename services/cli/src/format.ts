@@ -54,6 +54,10 @@ export function formatStatus(state: ClusterState): string {
   field('Agents', countsLine(state.agents.length, countBy(state.agents.map((a) => a.state), ['active', 'draining', 'recovering', 'unreachable'])))
   field('Offers', `${state.offers.length} outstanding`)
   field('Tasks', countsLine(state.tasks.length, countBy(state.tasks.map((t) => t.state), TASK_STATES)))
+  const orphans = orphansLine(state)
+  if (orphans) field('Orphans', orphans)
+  const sandboxes = sandboxesLine(state)
+  if (sandboxes) field('Sandboxes', sandboxes)
 
   lines.push('', table(['RESOURCE', 'USED', 'TOTAL', 'USE%'], ['cpus', 'mem', 'disk'].map((r) => {
     const used = state.used[r] ?? 0
@@ -69,6 +73,45 @@ export function formatStatus(state: ClusterState): string {
   }
   lines.push('', formatDemand(state.demand ?? []))
   return lines.join('\n')
+}
+
+/**
+ * What the agents' reapers found and removed (containers, processes, sandboxes no task owned):
+ * `3 found, 2 reaped (containers 1/1, sandboxes 2/1 found/reaped)`; undefined from a master
+ * that does not report it.
+ */
+export function orphansLine(state: ClusterState): string | undefined {
+  if (!state.orphans) return undefined
+  const { found, reaped } = state.orphans
+  const kinds = (['containers', 'processes', 'sandboxes'] as const).map((kind) => {
+    let f = 0
+    let r = 0
+    for (const a of state.agents) {
+      f += a.orphans?.[kind].found ?? 0
+      r += a.orphans?.[kind].reaped ?? 0
+    }
+    return [kind, f, r] as const
+  }).filter(([, f, r]) => f > 0 || r > 0)
+  const detail = kinds.length > 0 ? ` (${kinds.map(([k, f, r]) => `${k} ${f}/${r}`).join(', ')} found/reaped)` : ''
+  return `${found} found, ${reaped} reaped${detail}`
+}
+
+/** The agents' task sandboxes on disk: used against their budgets, kept after their task, evicted. */
+export function sandboxesLine(state: ClusterState): string | undefined {
+  const disks = state.agents.flatMap((a) => (a.disk ? [a.disk] : []))
+  if (disks.length === 0) return undefined
+  let used = 0
+  let budget = 0
+  let kept = 0
+  let evicted = 0
+  for (const d of disks) {
+    used += d.usedMb
+    budget += d.budgetMb ?? 0
+    kept += d.retained
+    evicted += d.evicted
+  }
+  const bounded = disks.every((d) => d.budgetMb !== undefined)
+  return `${humanMem(used)} used${bounded ? ` of ${humanMem(budget)} budget` : ''}, ${kept} kept after their task, ${evicted} evicted`
 }
 
 /** Pending demand per pool (frameworks' REQUESTs): tasks asked for, how many fit nowhere, and what those need. */

@@ -1,12 +1,13 @@
 // The master's in-memory cluster state: agents, frameworks, tasks, offers, roles and filters,
 // with the bookkeeping of what is used and offered on each agent. No I/O here.
 import type {
-  AgentInfo, Amounts, ClusterState, FrameworkInfo, Offer, Resource, ResourceRequest, TaskInfo, TaskState, TaskStatus,
+  AgentDisk, AgentInfo, Amounts, ClusterState, Orphans, FrameworkInfo, Offer, Resource, ResourceRequest, TaskInfo, TaskState, TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { isTerminal } from '../../../shared/protocol/index.js'
 import { add, normalize, subtract, totals } from '../../../shared/resources/index.js'
 import type { AllocationSnapshot, RefuseFilter, RoleConfig } from './allocator/types.js'
 import { poolDemand, type DemandRequest } from './demand.js'
+import { holdFilters, type AgentHold } from './task-deadlines.js'
 
 export interface AgentEntry {
   info: AgentInfo
@@ -25,6 +26,9 @@ export interface AgentEntry {
   taskKeys: Set<string>
   unreachableSince?: number
   idleSince: number
+  /** The agent's reaper counters and sandbox disk, as its last heartbeat said. */
+  orphans?: Orphans
+  disk?: AgentDisk
 }
 
 export interface FrameworkEntry {
@@ -46,6 +50,8 @@ export interface TaskEntry {
   state: TaskState
   latest: TaskStatus
   updatedAt: number
+  /** When this master launched the task, or first heard of it (after a failover): its start deadline counts from here. */
+  launchedAt: number
   /** Whether the resources are still counted as used on the agent. */
   holdsResources: boolean
 }
@@ -64,6 +70,8 @@ export class Cluster {
   readonly offers = new Map<string, OfferEntry>()
   readonly roles = new Map<string, RoleConfig>()
   filters: RefuseFilter[] = []
+  /** Agents not offered to a framework for a while: a task of it timed out starting there (task-deadlines.ts). */
+  holds: AgentHold[] = []
   /** What each framework holds per role (tasks plus offers), kept up to date for the allocator. */
   private readonly allocated = new Map<string, { frameworkId: string; role: string; resources: Resource[] }>()
   /** Terminal, acknowledged tasks kept for the state view (bounded). */
@@ -87,7 +95,7 @@ export class Cluster {
 
   addTask(info: TaskInfo, status: TaskStatus, now: number): TaskEntry {
     const key = taskKey(info.frameworkId, info.taskId)
-    const entry: TaskEntry = { info, state: status.state, latest: status, updatedAt: now, holdsResources: !isTerminal(status.state) }
+    const entry: TaskEntry = { info, state: status.state, latest: status, updatedAt: now, launchedAt: now, holdsResources: !isTerminal(status.state) }
     this.tasks.set(key, entry)
     const agent = this.agents.get(info.agentId)
     if (agent) {
@@ -176,6 +184,7 @@ export class Cluster {
   /** The allocator's input: what each agent has free and what each framework holds, per role. */
   snapshot(now: number): AllocationSnapshot {
     this.filters = this.filters.filter((f) => f.until > now)
+    if (this.holds.length > 0) this.holds = this.holds.filter((h) => h.until > now)
     return {
       now,
       agents: [...this.agents.values()].filter((a) => a.state === 'active').map((a) => ({
@@ -196,7 +205,7 @@ export class Cluster {
       })),
       roles: Object.fromEntries(this.roles),
       allocations: [...this.allocated.values()],
-      filters: this.filters,
+      filters: this.holds.length > 0 ? [...this.filters, ...holdFilters(this.holds, this, now)] : this.filters,
     }
   }
 
@@ -206,7 +215,10 @@ export class Cluster {
     let used: Resource[] = []
     let offered: Resource[] = []
     const roleAlloc = new Map<string, Resource[]>()
+    const orphans = { found: 0, reaped: 0 }
     const agents = [...this.agents.values()].map((a) => {
+      orphans.found += a.orphans?.found ?? 0
+      orphans.reaped += a.orphans?.reaped ?? 0
       total = add(total, a.info.resources)
       used = add(used, a.used)
       offered = add(offered, a.offered)
@@ -226,6 +238,8 @@ export class Cluster {
         offered: amounts(a.offered),
         tasks: running,
         ...(running === 0 ? { idleSince: a.idleSince } : {}),
+        ...(a.orphans ? { orphans: a.orphans } : {}),
+        ...(a.disk ? { disk: a.disk } : {}),
       }
     })
     const tasks = [...this.tasks.values(), ...this.completed.slice(-200)].map((t) => {
@@ -289,6 +303,7 @@ export class Cluster {
         }
       }),
       demand: this.demand(),
+      orphans,
     }
   }
 }

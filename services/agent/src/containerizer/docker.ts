@@ -22,7 +22,8 @@ import { RegattaError } from '../../../../shared/errors/index.js'
 import { silentLogger, type Logger } from '../../../../shared/log/index.js'
 import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_SIDECAR, LABEL_TASK } from './labels.js'
 import {
-  SANDBOX_MOUNT, type Containerizer, type ContainerUsage, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer, SidecarSpec,
+  SANDBOX_MOUNT, type Containerizer, type ContainerUsage, ExitInfo, LaunchSpec, type Leftover, type LeftoverScope, OutputSink, RecoveredContainer,
+  RunningContainer, SidecarSpec,
 } from './types.js'
 
 export interface DockerContainerizerOptions {
@@ -245,6 +246,31 @@ export class DockerContainerizer implements Containerizer {
     }
     await Promise.all(removals)
     return recovered
+  }
+
+  /**
+   * Every container labelled with this agent's id (sidecars too), but those whose sandbox (or,
+   * for a sidecar, its hosts file) lies outside this agent's sandboxes: an agent id used again
+   * on the same engine (two clusters, two test runs) must not cost the other agent its tasks.
+   */
+  async leftovers(scope: LeftoverScope): Promise<Leftover[]> {
+    const all = await this.docker.listContainers({ all: true, filters: { label: [`${LABEL_AGENT}=${scope.agentId}`] } })
+    const inside = (path: string): boolean => path.startsWith(`${scope.sandboxes}/`)
+    return all.filter((info) => {
+      const evidence = (info.Mounts ?? []).filter((m) => m.Destination === SANDBOX_MOUNT || m.Source?.endsWith('/.regatta-hosts'))
+      return evidence.every((m) => inside(m.Source ?? ''))
+    }).map((info) => ({
+      kind: 'container' as const,
+      id: info.Id,
+      ...(info.Labels?.[LABEL_FRAMEWORK] !== undefined ? { frameworkId: info.Labels[LABEL_FRAMEWORK] } : {}),
+      ...(info.Labels?.[LABEL_TASK] !== undefined ? { taskId: info.Labels[LABEL_TASK] } : {}),
+      ...(info.Labels?.[LABEL_SIDECAR] !== undefined ? { sidecar: info.Labels[LABEL_SIDECAR] } : {}),
+    }))
+  }
+
+  /** Kills and removes a leftover container (force: SIGKILL, then remove), with the sidecars it is known to have. */
+  async removeLeftover(leftover: Leftover): Promise<void> {
+    if (leftover.kind === 'container') await this.remove(leftover.id)
   }
 
   async remove(containerId: string): Promise<void> {

@@ -4,14 +4,15 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { access, readFile, stat } from 'node:fs/promises'
+import { access, readFile, readdir, rmdir, stat } from 'node:fs/promises'
 import { delimiter, isAbsolute, join, relative, resolve } from 'node:path'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { silentLogger, type Logger } from '../../../../shared/log/index.js'
 import { TaskCgroup, writableControllers, type Controller } from './cgroup.js'
 import { processGroupUsage } from '../oversubscription/procfs.js'
 import {
-  SANDBOX_MOUNT, type Containerizer, type ContainerUsage, ExitInfo, LaunchSpec, OutputSink, RecoveredContainer, RunningContainer,
+  SANDBOX_MOUNT, type Containerizer, type ContainerUsage, ExitInfo, LaunchSpec, type Leftover, type LeftoverScope, OutputSink, RecoveredContainer,
+  RunningContainer,
 } from './types.js'
 
 export interface ProcessContainerizerOptions {
@@ -151,6 +152,72 @@ export class ProcessContainerizer implements Containerizer {
     return []
   }
 
+  /**
+   * The processes of this agent's tasks still running on the host, one leftover per task: found
+   * in /proc by their environment (REGATTA_AGENT_ID and REGATTA_TASK_ID, set by the agent, and a
+   * HOME inside this agent's sandboxes, set here), never this process or its ancestors. Empty
+   * where /proc cannot be read.
+   */
+  async leftovers(scope: LeftoverScope): Promise<Leftover[]> {
+    const byTask = new Map<string, Leftover>()
+    for (const p of await taskProcesses(scope)) {
+      const id = `task:${p.frameworkId}/${p.taskId}`
+      if (!byTask.has(id)) byTask.set(id, { kind: 'process', id, frameworkId: p.frameworkId, taskId: p.taskId })
+    }
+    return [...byTask.values()]
+  }
+
+  /**
+   * SIGKILLs a task's leftover processes (their groups too) after checking each one's environment
+   * again (a pid may have been reused), then removes the cgroups under `<root>/<controller>/regatta/`
+   * they were in.
+   */
+  async removeLeftover(leftover: Leftover, scope: LeftoverScope): Promise<void> {
+    if (leftover.kind !== 'process') return
+    const procs = (await taskProcesses(scope)).filter((p) => p.frameworkId === leftover.frameworkId && p.taskId === leftover.taskId)
+    const cgroups = new Set<string>()
+    for (const p of procs) for (const dir of await this.cgroupsOf(p.pid)) cgroups.add(dir)
+    for (const p of procs) {
+      for (const target of p.pid === p.pgid ? [-p.pgid, p.pid] : [p.pid]) {
+        try {
+          process.kill(target, 'SIGKILL')
+        } catch {
+          // gone already
+        }
+      }
+    }
+    for (const dir of cgroups) {
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await rmdir(dir)
+          break
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code
+          if (code === 'ENOENT') break
+          if (code !== 'EBUSY' || attempt >= 20) {
+            this.log.warn({ err, dir }, 'cannot remove the cgroup of a leftover task')
+            break
+          }
+          await new Promise((r) => setTimeout(r, 50))
+        }
+      }
+    }
+  }
+
+  /** The task cgroups (v1, under our parent) a process is in. */
+  private async cgroupsOf(pid: number): Promise<string[]> {
+    const text = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '')
+    const dirs: string[] = []
+    for (const line of text.split('\n')) {
+      const [, controllers, path] = line.split(':')
+      if (!controllers || !path || controllers.startsWith('name=')) continue
+      const parts = path.split('/')
+      // `/regatta/<task cgroup>`, nothing else: never the parent, never another hierarchy
+      if (parts.length === 3 && parts[0] === '' && parts[1] === this.cgroupParent && parts[2]) dirs.push(join(this.cgroupRoot, controllers, path))
+    }
+    return dirs
+  }
+
   /** Nothing to remove: the sandbox belongs to the agent and the cgroups go when the task exits. */
   async remove(): Promise<void> {}
 }
@@ -235,6 +302,57 @@ class ProcessTask implements RunningContainer {
     this.log.debug({ pid: this.pid, ...info }, 'process exited')
     return info
   }
+}
+
+interface TaskProcess { pid: number; pgid: number; frameworkId: string; taskId: string }
+
+/** Processes of this agent's tasks, from /proc (see ProcessContainerizer.leftovers). */
+async function taskProcesses(scope: LeftoverScope): Promise<TaskProcess[]> {
+  const names = await readdir('/proc').catch(() => [] as string[])
+  const mine = `REGATTA_AGENT_ID=${scope.agentId}`
+  const ancestors = await ancestorsOfSelf()
+  const found: TaskProcess[] = []
+  for (const name of names) {
+    if (!/^\d+$/.test(name)) continue
+    const pid = Number(name)
+    if (ancestors.has(pid)) continue
+    const environ = await readFile(`/proc/${pid}/environ`, 'latin1').catch(() => '')
+    if (!environ.includes(mine)) continue
+    const env = new Map<string, string>()
+    for (const entry of environ.split('\0')) {
+      const eq = entry.indexOf('=')
+      if (eq > 0) env.set(entry.slice(0, eq), entry.slice(eq + 1))
+    }
+    const taskId = env.get('REGATTA_TASK_ID')
+    const frameworkId = env.get('REGATTA_FRAMEWORK_ID')
+    const home = env.get('HOME') ?? ''
+    if (env.get('REGATTA_AGENT_ID') !== scope.agentId || !taskId || frameworkId === undefined || !home.startsWith(`${scope.sandboxes}/`)) continue
+    const pgid = await statField(pid, 4)
+    if (pgid === undefined) continue
+    found.push({ pid, pgid, frameworkId, taskId })
+  }
+  return found
+}
+
+/** This process and the processes above it: never leftovers, whatever their environment says. */
+async function ancestorsOfSelf(): Promise<Set<number>> {
+  const out = new Set<number>()
+  let pid: number | undefined = process.pid
+  while (pid !== undefined && pid > 0 && !out.has(pid) && out.size < 256) {
+    out.add(pid)
+    pid = await statField(pid, 3)
+  }
+  return out
+}
+
+/** A numeric field of /proc/<pid>/stat, counted from 0 (3: ppid, 4: pgrp); undefined when unreadable. */
+async function statField(pid: number, index: number): Promise<number | undefined> {
+  const text = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => undefined)
+  if (text === undefined) return undefined
+  // the command name (field 1) is in parentheses and may hold spaces or parentheses itself
+  const rest = text.slice(text.lastIndexOf(')') + 2).split(' ')
+  const n = Number(rest[index - 2])
+  return Number.isInteger(n) ? n : undefined
 }
 
 /**

@@ -87,6 +87,29 @@ export interface RecoveredContainer {
   neverStarted?: boolean
 }
 
+/**
+ * Something a containerizer started for this agent and may have left behind (a crash, a restart):
+ * a Docker container with the agent's labels, or the processes whose environment names the
+ * agent and a task (and whose HOME is one of its sandboxes). The reaper removes those no task of the agent owns.
+ */
+export interface Leftover {
+  kind: 'container' | 'process'
+  /** Docker container id, or `task:<frameworkId>/<taskId>` for a task's processes. */
+  id: string
+  /** From its labels (or environment); absent when it carries none. */
+  frameworkId?: string
+  taskId?: string
+  /** A sidecar's name (Docker), when it is one. */
+  sidecar?: string
+}
+
+/** Where a containerizer looks for leftovers: this agent's id, and its sandboxes directory. */
+export interface LeftoverScope {
+  agentId: string
+  /** `<work dir>/sandboxes`: what carries the agent's id but runs in a sandbox elsewhere is another agent's. */
+  sandboxes: string
+}
+
 export interface Containerizer {
   readonly kind: 'docker' | 'process'
   /**
@@ -103,4 +126,8 @@ export interface Containerizer {
    * (a process outlives its agent), once it is sure the container still belongs to that task.
    */
   destroyLeftover?(containerId: string, taskId: string): Promise<void>
+  /** What this agent's containers or processes may have left behind, whoever owns it now (the reaper decides). */
+  leftovers?(scope: LeftoverScope): Promise<Leftover[]>
+  /** Kills and removes a leftover (with a container's sidecars); gone already is not an error. */
+  removeLeftover?(leftover: Leftover, scope: LeftoverScope): Promise<void>
 }
