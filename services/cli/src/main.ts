@@ -64,6 +64,13 @@ program.command('dev')
     }))
   })
 
+/** --task-start-timeout: at least a second (every start takes some), at most a day. */
+function taskStartTimeout(text: string): number {
+  const ms = parseDuration(text, '--task-start-timeout')
+  if (ms < 1_000 || ms > 86_400_000) throw new RegattaError('INVALID_CONFIG', `--task-start-timeout: "${text}" must be from 1s to 24h`)
+  return ms
+}
+
 program.command('master')
   .description('run one master (run 3 for HA)')
   .addOption(natsOption())
@@ -75,11 +82,12 @@ program.command('master')
   .option('--agent-unreachable <duration>', 'an agent silent this long is unreachable', '5s')
   .option('--agent-gone <duration>', 'an unreachable agent is gone after this long', '60s')
   .option('--offer-timeout <duration>', 'offers held longer are rescinded', '20s')
+  .option('--task-start-timeout <duration>', 'a task still STAGING or STARTING (checkout, image pull, container start) this long after its launch is killed and reported LOST (TASK_START_TIMEOUT)', '10m')
   .option('--replicas <n>', 'JetStream stream and KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
   .option('--operator-token <token>', 'bearer token of the operator HTTP routes (drain, undrain...); env REGATTA_OPERATOR_TOKEN; none: they answer 403')
   .action(async (opts: {
     nats?: string; id?: string; http: string; advertise?: string; leaseTtl: string; heartbeatInterval: string
-    agentUnreachable: string; agentGone: string; offerTimeout: string; replicas: string; operatorToken?: string
+    agentUnreachable: string; agentGone: string; offerTimeout: string; replicas: string; operatorToken?: string; taskStartTimeout: string
   }) => {
     const { runMaster, operatorTokenFrom } = await import('../../master/src/main.js')
     const operatorToken = operatorTokenFrom(opts.operatorToken)
@@ -93,6 +101,7 @@ program.command('master')
         agentUnreachableMs: parseDuration(opts.agentUnreachable, '--agent-unreachable'),
         agentGoneMs: parseDuration(opts.agentGone, '--agent-gone'),
         offerTimeoutMs: parseDuration(opts.offerTimeout, '--offer-timeout'),
+        taskStartTimeoutMs: taskStartTimeout(opts.taskStartTimeout),
         replicas: parseIntArg(opts.replicas, '--replicas', 1, 5),
       },
     }))

@@ -7,6 +7,7 @@ import { isTerminal } from '../../../shared/protocol/index.js'
 import { add, normalize, subtract, totals } from '../../../shared/resources/index.js'
 import type { AllocationSnapshot, RefuseFilter, RoleConfig } from './allocator/types.js'
 import { poolDemand, type DemandRequest } from './demand.js'
+import { holdFilters, type AgentHold } from './task-deadlines.js'
 
 export interface AgentEntry {
   info: AgentInfo
@@ -49,6 +50,8 @@ export interface TaskEntry {
   state: TaskState
   latest: TaskStatus
   updatedAt: number
+  /** When this master launched the task, or first heard of it (after a failover): its start deadline counts from here. */
+  launchedAt: number
   /** Whether the resources are still counted as used on the agent. */
   holdsResources: boolean
 }
@@ -67,6 +70,8 @@ export class Cluster {
   readonly offers = new Map<string, OfferEntry>()
   readonly roles = new Map<string, RoleConfig>()
   filters: RefuseFilter[] = []
+  /** Agents not offered to a framework for a while: a task of it timed out starting there (task-deadlines.ts). */
+  holds: AgentHold[] = []
   /** What each framework holds per role (tasks plus offers), kept up to date for the allocator. */
   private readonly allocated = new Map<string, { frameworkId: string; role: string; resources: Resource[] }>()
   /** Terminal, acknowledged tasks kept for the state view (bounded). */
@@ -90,7 +95,7 @@ export class Cluster {
 
   addTask(info: TaskInfo, status: TaskStatus, now: number): TaskEntry {
     const key = taskKey(info.frameworkId, info.taskId)
-    const entry: TaskEntry = { info, state: status.state, latest: status, updatedAt: now, holdsResources: !isTerminal(status.state) }
+    const entry: TaskEntry = { info, state: status.state, latest: status, updatedAt: now, launchedAt: now, holdsResources: !isTerminal(status.state) }
     this.tasks.set(key, entry)
     const agent = this.agents.get(info.agentId)
     if (agent) {
@@ -179,6 +184,7 @@ export class Cluster {
   /** The allocator's input: what each agent has free and what each framework holds, per role. */
   snapshot(now: number): AllocationSnapshot {
     this.filters = this.filters.filter((f) => f.until > now)
+    if (this.holds.length > 0) this.holds = this.holds.filter((h) => h.until > now)
     return {
       now,
       agents: [...this.agents.values()].filter((a) => a.state === 'active').map((a) => ({
@@ -199,7 +205,7 @@ export class Cluster {
       })),
       roles: Object.fromEntries(this.roles),
       allocations: [...this.allocated.values()],
-      filters: this.filters,
+      filters: this.holds.length > 0 ? [...this.filters, ...holdFilters(this.holds, this, now)] : this.filters,
     }
   }
 

@@ -18,6 +18,7 @@ import { Cluster, taskKey, type AgentEntry, type FrameworkEntry, type TaskEntry 
 import { Registry } from './registry.js'
 import { takeFromPool } from './launch.js'
 import { Reservations } from './reservations.js'
+import { REASON_TASK_START_TIMEOUT, StrandedTasks, overdueStarts, startTimeoutMessage } from './task-deadlines.js'
 import type { MasterMetrics } from './metrics.js'
 
 export interface MasterConfig {
@@ -46,6 +47,14 @@ export interface MasterConfig {
   replicas: number
   /** Ended tasks nobody acknowledged (to this leader) are forgotten after this long. */
   terminalTaskRetentionMs: number
+  /**
+   * A task still STAGING or STARTING this long after its launch (the agent's checkout, image
+   * pull and container start happen in STARTING) is killed and reported LOST with reason
+   * TASK_START_TIMEOUT (task-deadlines.ts).
+   */
+  taskStartTimeoutMs: number
+  /** After such a timeout, the task's framework is not offered that agent for this long (retried elsewhere). */
+  taskStartHoldMs: number
 }
 
 export const defaultMasterConfig: MasterConfig = {
@@ -63,6 +72,8 @@ export const defaultMasterConfig: MasterConfig = {
   agentReregisterMs: 10_000,
   replicas: 1,
   terminalTaskRetentionMs: 10 * 60_000,
+  taskStartTimeoutMs: 10 * 60_000,
+  taskStartHoldMs: 60_000,
 }
 
 export interface MasterOptions {
@@ -103,6 +114,8 @@ export class Master {
   private electedAt = 0
   /** Explicit reconciliation questions about tasks on agents that have not re-registered yet. */
   private pendingReconcile = new Map<string, Array<{ frameworkId: string; taskId: string }>>()
+  /** Tasks answered UNREACHABLE after a failover: they hear GONE (or LOST) once their agent's fate is known. */
+  private stranded = new StrandedTasks()
 
   constructor(private readonly o: MasterOptions) {
     this.nc = o.nc
@@ -256,6 +269,7 @@ export class Master {
     const r = await this.registry.load()
     this.cluster = new Cluster()
     this.pendingReconcile = new Map()
+    this.stranded = new StrandedTasks()
     this.electedAt = now
     for (const a of r.agents) {
       this.cluster.agents.set(a.info.id, {
@@ -339,6 +353,12 @@ export class Master {
         this.masterUpdate(known, status.state, 'AGENT_REREGISTERED', 'the agent came back')
       }
     }
+    // tasks frameworks were told UNREACHABLE after a failover: back with the agent, or lost
+    for (const s of this.stranded.take(info.id)) {
+      const t = this.cluster.tasks.get(taskKey(s.frameworkId, s.taskId))
+      if (t) this.sendEvent(s.frameworkId, { type: 'UPDATE', status: { ...t.latest, uuid: undefined, source: 'master', reason: 'RECONCILIATION', timestamp: now } })
+      else this.masterStatus(s.frameworkId, s.taskId, info.id, 'LOST', 'AGENT_REREGISTERED', 'the agent re-registered without this task')
+    }
     this.answerPendingReconcile(info.id)
     // still draining (after a failover, say): frameworks that have tasks there hear it again
     if (agent.draining) this.sendInverseOffers(agent)
@@ -395,10 +415,31 @@ export class Master {
         this.masterUpdate(t, 'GONE', 'AGENT_GONE', `agent ${agent.info.id} did not come back`)
       }
     }
+    // tasks this master never saw (the agent did not re-register after a failover) that a
+    // framework was told are UNREACHABLE: without this, it would wait for them forever
+    for (const s of this.stranded.take(agent.info.id)) {
+      frameworks.add(s.frameworkId)
+      this.masterStatus(s.frameworkId, s.taskId, agent.info.id, 'GONE', 'AGENT_GONE', `agent ${agent.info.id} did not come back after the failover`)
+    }
     this.cluster.agents.delete(agent.info.id)
     this.registry.deleteAgent(agent.info.id)
     this.answerPendingReconcile(agent.info.id)
     for (const fw of frameworks) this.sendEvent(fw, { type: 'FAILURE', agentId: agent.info.id, message: 'agent gone' })
+  }
+
+  /**
+   * A task past its start deadline: killed on its agent, reported LOST (TASK_START_TIMEOUT) so
+   * that its framework launches it again, and its agent held back from that framework for
+   * taskStartHoldMs so that the next launch goes elsewhere.
+   */
+  private expireStart(t: TaskEntry, now: number): void {
+    const { frameworkId, taskId, agentId } = t.info
+    const message = startTimeoutMessage(t, now, this.config.taskStartTimeoutMs)
+    this.log.warn({ taskId, frameworkId, agentId, state: t.state }, 'task start timeout: killing it and reporting it LOST')
+    this.o.metrics?.taskStartTimeout()
+    this.cluster.holds.push({ frameworkId, agentId, until: now + this.config.taskStartHoldMs })
+    void this.command(agentId, { type: 'KILL', epoch: this.lease.epoch, frameworkId, taskId, gracePeriodMs: 0 })
+    this.masterUpdate(t, 'LOST', REASON_TASK_START_TIMEOUT, message)
   }
 
   private checkTimeouts(): void {
@@ -415,6 +456,7 @@ export class Master {
     for (const o of [...this.cluster.offers.values()]) {
       if (now - o.createdAt > this.config.offerTimeoutMs) this.rescind(o.offer.id)
     }
+    for (const t of overdueStarts(this.cluster, now, this.config.taskStartTimeoutMs)) this.expireStart(t, now)
     // ended tasks are kept until acknowledged, or for a while when the acknowledgement went to another leader
     for (const [key, t] of this.cluster.tasks) {
       if (isTerminal(t.state) && now - t.updatedAt > this.config.terminalTaskRetentionMs) this.cluster.forgetTask(key)
@@ -819,6 +861,7 @@ export class Master {
             message: agent?.state === 'unreachable' ? 'its agent did not come back after the failover' : 'unknown task',
             ...(k !== '*' ? { agentId: k } : {}),
           }
+        if (!t && agent?.state === 'unreachable') this.stranded.add(k, q.frameworkId, q.taskId)
         this.sendEvent(q.frameworkId, { type: 'UPDATE', status })
       }
     }

@@ -32,6 +32,7 @@ export class MasterMetrics {
   private readonly statusUpdatesTotal: Counter<'state'>
   private readonly invalidMessagesTotal: Counter<'subject'>
   private readonly callsTotal: Counter<'type'>
+  private readonly taskStartTimeoutsTotal: Counter
 
   private readonly allocationSeconds: Histogram
 
@@ -56,6 +57,7 @@ export class MasterMetrics {
     this.statusUpdatesTotal = new Counter({ name: `${PREFIX}status_updates_total`, help: 'Task status updates received, by state', labelNames: ['state'], registers })
     this.invalidMessagesTotal = new Counter({ name: `${PREFIX}invalid_messages_total`, help: 'Messages that failed their schema, by subject', labelNames: ['subject'], registers })
     this.callsTotal = new Counter({ name: `${PREFIX}calls_total`, help: 'Scheduler and operator calls received, by type', labelNames: ['type'], registers })
+    this.taskStartTimeoutsTotal = new Counter({ name: `${PREFIX}task_start_timeouts_total`, help: 'Tasks killed and reported LOST because they were still STAGING or STARTING at the task start timeout', registers })
 
     this.allocationSeconds = new Histogram({
       name: `${PREFIX}allocation_seconds`,
@@ -113,6 +115,10 @@ export class MasterMetrics {
 
   call(type: string): void {
     this.callsTotal.inc({ type })
+  }
+
+  taskStartTimeout(): void {
+    this.taskStartTimeoutsTotal.inc()
   }
 
   allocationPass(seconds: number): void {
