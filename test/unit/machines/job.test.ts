@@ -58,7 +58,7 @@ t.test('Checks that a queued job reports pending and asks for placement only onc
   t.same(job.send({ type: 'LAUNCHED', taskId: 'x', at: 1 }), [], 'a launch before its needs are met is ignored')
   job.send({ type: 'NEEDS_MET', ifHolds: true, at: 5 })
   t.equal(job.state, 'waiting')
-  t.same(job.named('requestPlacement'), [{ jobId: 'build', attempt: 1 }])
+  t.same(job.named('requestPlacement'), [{ jobId: 'build', attempt: 1, requeue: 0 }])
 })
 
 t.test('Checks that a false if and a failed need both skip the job, with a passing status saying why', async (t) => {
@@ -118,7 +118,7 @@ t.test('Checks that a failed attempt with retries left goes back to waiting as a
   t.same(job.ctx.history.map((h) => [h.attempt, h.taskId, h.outcome, h.exitCode]), [
     [1, 't1', 'failed', 2], [2, 't2', 'failed', 1], [3, 't3', 'failed', 3],
   ])
-  t.same(job.named('requestPlacement'), [{ jobId: 'build', attempt: 1 }, { jobId: 'build', attempt: 2 }, { jobId: 'build', attempt: 3 }])
+  t.same(job.named('requestPlacement'), [{ jobId: 'build', attempt: 1, requeue: 0 }, { jobId: 'build', attempt: 2, requeue: 0 }, { jobId: 'build', attempt: 3, requeue: 0 }])
   t.match(job.named('reportStatus').at(-1), { status: 'failure', description: 'Failed with exit code 3 in 1m 30s (attempt 3)', attempt: 3 })
 })
 
@@ -139,7 +139,7 @@ t.test('Checks that lost and preempted tasks requeue without spending an attempt
   t.match(job.ctx, { attempt: 1, retriesLeft: 1 }, 'still no attempt spent')
   t.same(job.ctx.history.map((h) => h.outcome), ['lost', 'preempted', 'lost'])
   t.match(job.named('reportStatus').at(-1), { status: 'error', description: 'Gave up after 3 lost or preempted tasks (last: lost, REASON_AGENT_REMOVED)' })
-  t.same(job.named('requestPlacement').length, 3)
+  t.same(job.named('requestPlacement'), [0, 1, 2].map((requeue) => ({ jobId: 'build', attempt: 1, requeue })), 'each relaunch is asked for as a new task')
 })
 
 t.test('Checks that updates about a task that is not the job\'s current one change nothing', async (t) => {
@@ -214,7 +214,7 @@ t.test('Checks that RESUME re-arms the timeout for what is left of it, without a
   t.match(late[1].params, { delay: 0 }, 'past the deadline: due at once')
   const waiting = new Job()
   waiting.send({ type: 'NEEDS_MET', ifHolds: true, at: 0 })
-  t.same(waiting.send({ type: 'RESUME', at: 9 }).map((a) => [a.type, a.params]), [['requestPlacement', { jobId: 'build', attempt: 1 }]],
+  t.same(waiting.send({ type: 'RESUME', at: 9 }).map((a) => [a.type, a.params]), [['requestPlacement', { jobId: 'build', attempt: 1, requeue: 0 }]],
     'a waiting job asks for placement again')
 })
 
