@@ -5,9 +5,10 @@
 import { randomBytes } from 'node:crypto'
 import type { KV, NatsConnection } from 'nats'
 import { createActor, type Actor } from 'xstate'
-import { isTerminal, wasPreempted, type Offer, type ResourceRequest, type TaskStatus } from '../../../shared/protocol/index.js'
+import { ClusterState, Subjects, isTerminal, wasPreempted, type Offer, type ResourceRequest, type TaskStatus } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { Scheduler } from '../../../shared/scheduler/index.js'
+import { request } from '../../../shared/nats/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import {
@@ -17,8 +18,9 @@ import {
 import { evaluateCondition, formatPipelineError, githubContext, parsePipeline, planRun, sortPipelineErrors, type PlannedJob } from './pipeline/index.js'
 import type { Schedules } from './schedules.js'
 import type { HeadClaims, StatusReporter } from './github/index.js'
-import { placeJobs, type WaitingJob } from './placement.js'
-import { taskIdFor, taskSpecFor } from './task-spec.js'
+import { operationsFor, placeJobs, type WaitingJob } from './placement.js'
+import { taskIdFor, taskSpecFor, type TaskSpecInput } from './task-spec.js'
+import { KnownVolumes, cacheVolumeBase } from './cache-volumes.js'
 import { withCommit } from './repo.js'
 import type { Trigger } from './trigger.js'
 import type { ResolvedSecrets, SecretStore } from './secrets.js'
@@ -102,6 +104,8 @@ export class CiService {
   /** The demand last told to the master (REQUEST), as JSON. */
   private toldDemand: string | undefined
   private demandTimer: Timer | undefined
+  /** The cache volumes on each agent, as far as seen: a new one never takes the id of one in use. */
+  private readonly volumes = new KnownVolumes()
 
   constructor(private readonly o: CiOptions) {
     this.nc = o.nc
@@ -160,7 +164,17 @@ export class CiService {
     await this.scheduler.start()
     const active = [...this.runs.values()].flatMap((r) => activeTasks(persistRun(r.actor)).map((t) => ({ taskId: t.taskId })))
     if (active.length > 0) await this.scheduler.reconcile(active)
+    void this.learnVolumes()
     this.wantOffers()
+  }
+
+  /** Learns the cache volumes on the agents from the master's state (those in use are in no offer). */
+  private async learnVolumes(): Promise<void> {
+    try {
+      this.volumes.noteState(await request(this.nc, Subjects.masterState, {}, ClusterState, 3_000), CI_ROLES)
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot read the cache volumes from the master\'s state')
+    }
   }
 
   async stop(): Promise<void> {
@@ -381,6 +395,7 @@ export class CiService {
   }
 
   private async onOffers(offers: Offer[]): Promise<void> {
+    for (const o of offers) this.volumes.noteOffer(o)
     const waiting: WaitingJob[] = []
     for (const [key, w] of this.waiting) {
       const run = this.runs.get(w.runId)
@@ -394,16 +409,17 @@ export class CiService {
         ...(job.resources.disk ? { disk: job.resources.disk } : {}),
         // a job evicted from revocable capacity goes back on ordinary capacity
         revocable: job.revocable && !this.lastAttemptPreempted(run, w.jobId), priority: job.priority, since: w.since,
+        ...(job.cache?.volume ? { volume: { base: cacheVolumeBase(run.meta.trigger.repo.fullName, job.pipeline), size: job.cache.volume.size } } : {}),
       })
     }
-    const { placements, unused } = placeJobs(offers, waiting)
+    const { placements, unused } = placeJobs(offers, waiting, (agentId, role) => this.volumes.ids(agentId, role))
     if (unused.length > 0) {
       this.scheduler.decline(unused.map((o) => o.id), { refuseSeconds: this.waiting.size > 0 ? 1 : 30 })
         .catch((err: Error) => this.log.warn({ err: err.message }, 'decline failed'))
     }
     for (const p of placements) {
-      const specs = []
-      for (const { job: w, resources } of p.jobs) {
+      const inputs: TaskSpecInput[] = []
+      for (const { job: w, resources, volume } of p.jobs) {
         const entry = this.waiting.get(w.key)
         if (!entry) continue
         const run = this.runs.get(entry.runId)!
@@ -413,16 +429,29 @@ export class CiService {
         this.tasks.set(taskId, { runId: entry.runId, jobId: entry.jobId })
         run.actor.send({ type: 'JOB_EVENT', jobId: entry.jobId, event: { type: 'LAUNCHED', taskId, at: this.clock.now() } })
         const secrets = await this.secretsFor(run.meta.trigger, job)
-        specs.push(taskSpecFor({
+        inputs.push({
           runId: entry.runId, job, taskId, attempt: entry.attempt, trigger: run.meta.trigger, resources,
           ...(secrets ? { secrets } : {}),
           ...(this.o.githubToken ? { githubToken: this.o.githubToken } : {}),
-        }))
+          ...(volume ? { cacheVolume: volume.id } : {}),
+        })
+        if (volume?.create) this.volumes.note(p.offer.agentId, p.offer.role, volume.id)
       }
       // the run knows the task before the master does: a crash in between is reconciled as lost
       await this.saved.flush()
-      this.scheduler.accept([p.offer.id], specs, { refuseSeconds: 1 })
-        .catch((err: Error) => this.log.warn({ err: err.message }, 'launch failed'))
+      const operations = operationsFor(p, inputs.map(taskSpecFor))
+      this.scheduler.operate([p.offer.id], operations, { refuseSeconds: 1 }).catch((err: Error) => {
+        if (!operations.some((op) => op.type === 'CREATE') || (err as RegattaError).code !== 'INVALID_OPERATION') {
+          this.log.warn({ err: err.message }, 'launch failed')
+          return
+        }
+        // a volume id in use that this service did not know of (a restart, another replica): the
+        // ACCEPT was refused before anything changed, so the same offer takes the jobs without volumes
+        this.log.warn({ agentId: p.offer.agentId, err: err.message }, 'cache volumes refused; launching without them')
+        void this.learnVolumes()
+        const plain = inputs.map(({ cacheVolume: _v, ...i }) => taskSpecFor({ ...i, resources: i.resources.filter((r) => !r.disk) }))
+        this.scheduler.accept([p.offer.id], plain, { refuseSeconds: 1 }).catch((e: Error) => this.log.warn({ err: e.message }, 'launch failed'))
+      })
     }
     this.wantOffers()
   }

@@ -1,10 +1,13 @@
 // Turns a planned job into the task the agent runs: the commit checked out as /workspace, the
 // steps in order in one container (each announced by a marker line, the first failing step
-// ends the job with its exit code), the job's env, and its resources.
+// ends the job with its exit code), the job's env, and its resources; a cache in a volume is
+// linked into the checkout before the first step (cache-volumes.ts), any other cache is the
+// agent's to restore and save (object store).
 import { createHash } from 'node:crypto'
 import type { Resource, TaskSpec } from '../../../shared/protocol/index.js'
 import type { PlannedJob } from './pipeline/index.js'
 import type { Trigger } from './trigger.js'
+import { cacheVolumeScript } from './cache-volumes.js'
 
 /** Printed before each step: `::regatta step <n> <name>`; the log view splits on it. */
 export const STEP_MARKER = '::regatta step'
@@ -12,8 +15,8 @@ export const STEP_MARKER = '::regatta step'
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`
 
 /** One POSIX shell script running the steps in order; a failing step stops it with its exit code. */
-export function stepsScript(steps: PlannedJob['steps'], warnings: string[] = []): string {
-  const lines = ['set -u', ...warnings.map((w) => `printf '%s\\n' ${quote(`::regatta warning ${w}`)} >&2`)]
+export function stepsScript(steps: PlannedJob['steps'], warnings: string[] = [], before: string[] = []): string {
+  const lines = ['set -u', ...warnings.map((w) => `printf '%s\\n' ${quote(`::regatta warning ${w}`)} >&2`), ...before]
   steps.forEach((step, i) => {
     const n = i + 1
     lines.push(
@@ -50,6 +53,8 @@ export interface TaskSpecInput {
   /** The values of the secrets the job names, opened at launch (never stored in the run). */
   secrets?: { values: Record<string, string>; missing: string[] }
   githubToken?: string
+  /** The id of the volume the job's cache lives in (its resources hold it); absent: the object store keeps the cache. */
+  cacheVolume?: string
 }
 
 /** Env var -> value for the secrets of `secretEnv` (env var -> secret name) that have a value. */
@@ -66,13 +71,17 @@ export function taskSpecFor(i: TaskSpecInput): TaskSpec {
   const secretEnv = { ...secretValues(Object.fromEntries(job.secrets.map((n) => [n, n])), values), ...secretValues(job.secretEnv, values) }
   const missing = i.secrets?.missing ?? []
   const warnings = missing.length > 0 ? [`secret${missing.length > 1 ? 's' : ''} ${missing.join(', ')} not set for ${trigger.repo.fullName} (regatta secrets set ${trigger.repo.fullName} NAME)`] : []
+  const cache = job.cache && job.cache.paths.length > 0 ? job.cache : undefined
+  const inVolume = cache && i.cacheVolume !== undefined
+  if (cache?.volume && !inVolume) warnings.push('no cache volume could be had on this agent (no free disk, or every slot in use): the cache comes from the object store this time')
+  const before = inVolume ? cacheVolumeScript({ volumeId: i.cacheVolume!, key: cache.key, paths: cache.paths, runId: i.runId, jobId: job.id }) : []
   return {
     taskId: i.taskId,
     name: job.context,
     resources: i.resources,
     container: {
       image: job.image,
-      command: ['sh', '-c', stepsScript(job.steps, warnings)],
+      command: ['sh', '-c', stepsScript(job.steps, warnings, before)],
       env: {
         CI: 'true',
         REGATTA: 'true',
@@ -101,7 +110,7 @@ export function taskSpecFor(i: TaskSpecInput): TaskSpec {
         ...(Object.keys(svc.secretEnv).length > 0 ? { secretEnv: secretValues(svc.secretEnv, values) } : {}),
       })),
     } : {}),
-    ...(job.cache && job.cache.paths.length > 0 ? { cache: { key: job.cache.key, paths: job.cache.paths } } : {}),
+    ...(cache && !inVolume ? { cache: { key: cache.key, paths: cache.paths } } : {}),
     ...(job.artifacts.length > 0 ? { artifacts: { name: artifactName(i.taskId), paths: job.artifacts } } : {}),
   }
 }

@@ -43,6 +43,8 @@ export const DEFAULTS = {
   priority: 50,
   revocable: false,
   pool: 'default',
+  /** MiB of disk reserved for a new cache volume (`cache: { volume: true }`). */
+  cacheVolumeMb: 1024,
   /** A job without `if` runs when every job it needs succeeded. */
   if: 'success()',
 } as const

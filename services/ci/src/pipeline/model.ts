@@ -62,7 +62,8 @@ export interface Job {
   /** The condition's expression text, without ${{ }} (default `success()`). */
   if: string
   services: Record<string, Service>
-  cache?: { key: string; paths: string[] }
+  /** `volume`: the cache lives in a persistent volume of the agent, made `size` MiB when missing. */
+  cache?: { key: string; paths: string[]; volume?: { size: number } }
   artifacts: string[]
   secrets: string[]
   /** The agents' pool the job runs on. */

@@ -51,7 +51,8 @@ export interface PlannedJob {
   /** The condition, evaluated when the job is ready (see evaluateCondition); `success()` by default. */
   if: string
   services: PlannedService[]
-  cache?: { key: string; paths: string[] }
+  /** `volume`: kept in a persistent volume of the agent (cache-volumes.ts), not the object store. */
+  cache?: { key: string; paths: string[]; volume?: { size: number } }
   artifacts: string[]
   /** Secret names the job reads (each as an env var of its name); empty for a pull request from a fork. */
   secrets: string[]
@@ -240,6 +241,7 @@ function planJob(p: Pipeline, name: string, job: Job, combo: MatrixCombination |
           cache: {
             key: text(`${base}.cache.key`, job.cache.key, { ...ctx, ...(inp.hashFiles ? { hashFiles: inp.hashFiles } : {}) }),
             paths: job.cache.paths.map((c, i) => text(`${base}.cache.paths[${i}]`, c, ctx)),
+            ...(job.cache.volume ? { volume: { ...job.cache.volume } } : {}),
           },
         }
       : {}),

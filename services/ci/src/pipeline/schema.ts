@@ -123,6 +123,14 @@ const Job = Type.Object({
   cache: Type.Optional(Type.Object({
     key: text('The cache key; usually with ${{ hashFiles(...) }}.', { maxLength: 512 }),
     paths: Type.Array(Type.String({ minLength: 1 }), { minItems: 1, maxItems: 100, description: 'Paths (relative to the checkout) saved after and restored before the steps.' }),
+    volume: Type.Optional(Type.Union([
+      Type.Boolean(),
+      Type.Object({
+        size: Type.Optional(Type.Integer({ minimum: 1, maximum: 16777216, description: 'MiB of disk reserved for a new volume (default 1024).' })),
+      }, { additionalProperties: false }),
+    ], {
+      description: 'Keep the cache in a persistent volume on the agent (one per repository, pipeline and role on each agent), linked into the checkout before the steps, instead of the object store.',
+    })),
   }, { additionalProperties: false })),
   artifacts: Type.Optional(strings('Paths kept after the job, downloadable from the run page.')),
   secrets: Type.Optional(Type.Array(Type.String({ pattern: PATTERNS.envName }), {

@@ -248,6 +248,13 @@ function buildJob(c: Checker, name: string, j: JobFile, jobNames: string[]): Job
   if (j.cache) {
     c.template(`${base}.cache.key`, j.cache.key, rules(['github', 'matrix', 'env'], { hashFiles: true }))
     j.cache.paths.forEach((p, i) => c.template(`${base}.cache.paths[${i}]`, p, plain))
+    // a volume cache's paths are linked by the steps script, not checked by the agent: check them here
+    if (j.cache.volume) {
+      j.cache.paths.forEach((p, i) => {
+        const problem = p.includes('${{') ? undefined : volumeCachePathProblem(p)
+        if (problem) c.error(`${base}.cache.paths[${i}]`, `cache path "${p}" ${problem}`)
+      })
+    }
   }
   ;(j.artifacts ?? []).forEach((a, i) => c.template(`${base}.artifacts[${i}]`, a, plain))
 
@@ -267,7 +274,7 @@ function buildJob(c: Checker, name: string, j: JobFile, jobNames: string[]): Job
     retries: j.retries ?? DEFAULTS.retries,
     if: condition,
     services,
-    ...(j.cache ? { cache: { key: j.cache.key, paths: j.cache.paths } } : {}),
+    ...(j.cache ? { cache: { key: j.cache.key, paths: j.cache.paths, ...volumeOf(j.cache.volume) } } : {}),
     artifacts: j.artifacts ?? [],
     secrets,
     pool: j.pool ?? DEFAULTS.pool,
@@ -375,4 +382,22 @@ function checkCycles(c: Checker, graph: Record<string, string[]>): void {
     state.set(n, 'done')
   }
   for (const n of names) if (state.get(n) === undefined) visit(n)
+}
+
+/** `cache.volume` as the model has it: absent when false, the default size when true. */
+function volumeOf(v: NonNullable<JobFile['cache']>['volume']): { volume?: { size: number } } {
+  if (v === undefined || v === false) return {}
+  return { volume: { size: (v === true ? undefined : v.size) ?? DEFAULTS.cacheVolumeMb } }
+}
+
+/**
+ * What a path of a volume cache may be: relative to the checkout, inside it, not the checkout
+ * itself (the rule the agent applies to an object-store cache's paths). Undefined when fine.
+ */
+export function volumeCachePathProblem(path: string): string | undefined {
+  if (path.startsWith('/')) return 'is absolute: cache paths are relative to the checkout'
+  const segments = path.split('/').filter((s) => s !== '' && s !== '.')
+  if (segments.includes('..')) return 'leaves the checkout (a ".." segment)'
+  if (segments.length === 0) return 'is the checkout itself'
+  return undefined
 }
