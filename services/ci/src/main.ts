@@ -74,6 +74,8 @@ export interface CiRunOptions {
 export interface RunningCi {
   service: CiService
   url: string
+  /** The GitHub head poller, when polling is on (a token, and an interval above 0). */
+  poller?: HeadPoller
   stop(): Promise<void>
 }
 
@@ -126,6 +128,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   return {
     service,
     url,
+    ...(poller ? { poller } : {}),
     async stop() {
       await app.close()
       await poller?.stop()
