@@ -77,6 +77,10 @@ export const AgentHeartbeat = Type.Object({
 export type AgentHeartbeat = Static<typeof AgentHeartbeat>
 
 export const HeartbeatReply = Type.Object({ epoch: Type.Integer({ minimum: 0 }) })
+
+/** An agent stopping with no task left says so, and the master forgets it at once (not after --agent-gone). */
+export const UnregisterAgent = Type.Object({ agentId: Type.String({ minLength: 1, maxLength: 128 }) })
+export type UnregisterAgent = Static<typeof UnregisterAgent>
 export type HeartbeatReply = Static<typeof HeartbeatReply>
 
 /** A persistent volume on an agent: its id is unique within its role there. */

@@ -16,6 +16,8 @@ export const Subjects = {
   agentRegister: 'regatta.master.agent.register',
   /** Agent -> master (request): heartbeat. */
   agentHeartbeat: 'regatta.master.agent.heartbeat',
+  /** Agent -> master (request): stopping with no task left; forget me. */
+  agentUnregister: 'regatta.master.agent.unregister',
   /** Framework -> master (request): every scheduler call. */
   schedulerCall: 'regatta.master.scheduler',
   /** Master -> everyone: a new leader announces itself ({ masterId, epoch }), so agents re-register at once. */

@@ -15,7 +15,7 @@ import { hostname as osHostname } from 'node:os'
 import { join, resolve, sep } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
 import {
-  AgentCommand, AgentRegistered, Buckets, HeartbeatReply, LeaderElected, Subjects, decode, encode, isTerminal,
+  AgentCommand, AgentRegistered, Buckets, CommandReply, HeartbeatReply, LeaderElected, Subjects, decode, encode, isTerminal,
   type AgentInfo, type Attributes, type Resource, type TaskInfo, type TaskState, type TaskStatus,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
@@ -246,6 +246,12 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true
     this.heartbeatTimer?.cancel()
+    // with no task left, the master is told to forget this agent now rather than after
+    // --agent-gone (a scaled-in agent); with tasks, it stays known so that a restart recovers them
+    if (this.id && ![...this.tasks.values()].some((t) => !isTerminal(t.status.state))) {
+      await request(this.nc, Subjects.agentUnregister, { agentId: this.id }, CommandReply, 2_000)
+        .catch((err: unknown) => this.log.debug({ err: errorText(err) }, 'could not unregister'))
+    }
     await this.oversubscription?.stop()
     await this.reaper?.stop()
     this.disk.stop()

@@ -4,7 +4,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
-  AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, StatusUpdates, TaskStatus, Subjects, Streams, Consumers, Buckets,
+  AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, UnregisterAgent, StatusUpdates, TaskStatus, Subjects, Streams, Consumers, Buckets,
   OperatorCall, decode, encode, isTerminal,
   type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type OperatorReply, type TaskInfo, type TaskState,
 } from '../../../shared/protocol/index.js'
@@ -215,6 +215,7 @@ export class Master {
     this.subs.push(
       serve(this.nc, Subjects.agentRegister, RegisterAgent, (m) => this.registerAgent(m), serveOpts),
       serve(this.nc, Subjects.agentHeartbeat, AgentHeartbeat, (m) => this.heartbeat(m), serveOpts),
+      serve(this.nc, Subjects.agentUnregister, UnregisterAgent, (m) => this.unregisterAgent(m), serveOpts),
       serve(this.nc, Subjects.schedulerCall, Call, (m) => this.call(m), serveOpts),
       serve(this.nc, Subjects.masterOperator, OperatorCall, (m) => this.operator(m), serveOpts),
     )
@@ -405,8 +406,20 @@ export class Master {
     }
   }
 
-  private removeAgent(agent: AgentEntry): void {
-    this.log.warn({ agentId: agent.info.id }, 'agent gone')
+  /** An agent that stops with no task left: forgotten at once, its offers rescinded. */
+  private unregisterAgent(m: UnregisterAgent): { ok: true } {
+    this.assertLeading()
+    const agent = this.cluster.agents.get(m.agentId)
+    if (!agent) return { ok: true }
+    const live = [...agent.taskKeys].filter((k) => { const t = this.cluster.tasks.get(k); return t && !isTerminal(t.state) }).length
+    if (live > 0) throw new RegattaError('INVALID_OPERATION', `agent ${m.agentId} still runs ${live} task(s): it cannot unregister`)
+    for (const offerId of this.cluster.offersOfAgent(agent.info.id)) this.rescind(offerId)
+    this.removeAgent(agent, 'agent unregistered (stopped with no task left)')
+    return { ok: true }
+  }
+
+  private removeAgent(agent: AgentEntry, why = 'agent gone'): void {
+    this.log.warn({ agentId: agent.info.id }, why)
     const frameworks = new Set<string>()
     for (const key of [...agent.taskKeys]) {
       const t = this.cluster.tasks.get(key)
