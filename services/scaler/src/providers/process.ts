@@ -198,12 +198,13 @@ export class ProcessProvider implements Provider {
       clearTimeout(timer)
       signal('SIGKILL') // whatever of the group is left
     }
-    this.instances.delete(instanceId)
     const dir = join(this.baseDir, instanceId)
     // the log of an agent that died by itself is kept, to tell why
     if (crashed) await rename(join(dir, 'agent.log'), join(this.baseDir, `${instanceId}.crashed.log`)).catch(() => undefined)
     await rm(dir, { recursive: true, force: true }).catch((err: Error) =>
       this.o.logger.warn({ instanceId, err: err.message }, 'could not remove an instance\'s directory'))
+    // listed until its directory is gone: list() would otherwise adopt the half-removed directory again
+    this.instances.delete(instanceId)
     this.o.logger.info({ instanceId, pool: r.pool }, 'agent process stopped')
   }
 
