@@ -100,7 +100,8 @@ interface Kept {
 export class SandboxDisk {
   private readonly kept = new Map<string, Kept>()
   private readonly clock: Clock
-  private liveBytes = 0
+  /** Bytes of each running task's sandbox, as last measured. */
+  private liveBytes = new Map<string, number>()
   private evicted = 0
   private running?: Promise<string[]>
   private again = false
@@ -162,15 +163,14 @@ export class SandboxDisk {
   }
 
   private async enforceOnce(measureLive: boolean): Promise<string[]> {
-    if (measureLive) {
-      let bytes = 0
-      for (const path of [...this.o.live()]) bytes += await diskUsage(path)
-      this.liveBytes = bytes
-    }
+    // a task that ended since the last measure is counted as kept now, not also as running
+    const live = new Set(this.o.live())
+    for (const path of this.liveBytes.keys()) if (!live.has(path)) this.liveBytes.delete(path)
+    if (measureLive) for (const path of live) this.liveBytes.set(path, await diskUsage(path))
     for (const k of [...this.kept.values()]) if (k.bytes === undefined) k.bytes = await diskUsage(k.path)
     if (this.o.budgetMb === undefined) return []
     const kept = [...this.kept.values()].map((k) => ({ path: k.path, lastUsedAt: k.lastUsedAt, bytes: k.bytes ?? 0 }))
-    const chosen = chooseEvictions(this.liveBytes, kept, this.o.budgetMb * MIB)
+    const chosen = chooseEvictions(this.liveTotal(), kept, this.o.budgetMb * MIB)
     for (const path of chosen) {
       const k = this.kept.get(path)
       if (k) await this.drop(k, 'budget')
@@ -191,8 +191,14 @@ export class SandboxDisk {
     k.onRemoved?.(removed)
   }
 
+  private liveTotal(): number {
+    let bytes = 0
+    for (const [path, b] of this.liveBytes) if (!this.kept.has(path)) bytes += b
+    return bytes
+  }
+
   private usedBytes(): number {
-    let bytes = this.liveBytes
+    let bytes = this.liveTotal()
     for (const k of this.kept.values()) bytes += k.bytes ?? 0
     return bytes
   }

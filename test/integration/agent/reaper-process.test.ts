@@ -7,7 +7,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, rm, stat, unlink } from 'node:fs/promises'
+import { mkdtemp, readdir, rm, stat, unlink } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { NatsConnection } from 'nats'
@@ -76,9 +76,8 @@ async function agentView(id: string, pred: (a: AgentView) => boolean): Promise<A
   return waitUntil(`agent ${id} in the master state`, async () => (await state()).agents.find((a) => a.id === id && pred(a)), 5_000)
 }
 
-/** A process outside any agent, with the environment a task of `agentId` would have. */
+/** A process outside any agent, with the environment a task of `agentId` would have (HOME need not exist). */
 async function impostor(agentId: string, home: string): Promise<number> {
-  await mkdir(home, { recursive: true })
   const child = spawn('sleep', ['300'], {
     detached: true, stdio: 'ignore',
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, REGATTA_AGENT_ID: agentId, REGATTA_TASK_ID: 'not-yours', REGATTA_FRAMEWORK_ID: 'fw-x' },

@@ -114,6 +114,24 @@ t.test('Checks that kept sandboxes over the budget are evicted least recently us
   disk.stop()
 })
 
+t.test('Checks that a task that ended since the last measure counts once, as kept, not also as running', async (t) => {
+  const clock = new ManualClock()
+  const live: string[] = []
+  const disk = new SandboxDisk({ retentionMs: 3_600_000, budgetMb: 2.5, clock, logger: silentLogger(), live: () => live })
+  const first = await sandbox('once/first', 1)
+  disk.retain(first, clock.now() - 1_000)
+  const second = await sandbox('once/second', 1)
+  live.push(second)
+  t.same(await disk.enforce({ measureLive: true }), [], '1 MiB kept + 1 MiB running')
+  // the running task ends: its sandbox is kept now; measured as running a moment ago, it must not count twice
+  live.pop()
+  disk.retain(second)
+  t.same(await disk.enforce(), [], 'two 1 MiB sandboxes fit 2.5 MiB')
+  t.ok(await exists(first) && await exists(second))
+  t.ok(disk.stats().usedMb < 2.5, `used ${disk.stats().usedMb} MiB`)
+  disk.stop()
+})
+
 t.test('Checks that without a budget nothing is evicted and the disk used is still reported', async (t) => {
   const clock = new ManualClock()
   const disk = new SandboxDisk({ retentionMs: 3_600_000, clock, logger: silentLogger(), live: () => [] })
