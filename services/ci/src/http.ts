@@ -8,7 +8,8 @@ import { RegattaError, httpStatusOf } from '../../../shared/errors/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { webhookRoutes, type DeliveryLog } from './github/index.js'
 import type { CiService } from './service.js'
-import { runView } from './views.js'
+import { runView, type StuckView } from './views.js'
+import { DEFAULT_STUCK_BOUNDS, TIMEOUT_GRACE_MS, stuckItems, type StuckBounds } from './stuck.js'
 import { FINAL_JOB_STATES, jobStateName } from './machines/index.js'
 import { attemptLogText, endLine, taskOutput, type LogArchive } from './logs.js'
 import { CI_FRAMEWORK_ID } from './service.js'
@@ -60,11 +61,32 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
   app.get('/health', async () => ({ status: 'ok' }))
   app.get('/metrics', async (_req, reply) => reply.type(metrics.contentType).send(await metrics.metrics()))
 
+  const bound = Type.Optional(Type.Integer({ minimum: 1, maximum: 30 * 86_400_000, description: 'milliseconds' }))
   app.get('/api/v1/runs', {
-    schema: { querystring: Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })) }) },
+    schema: {
+      querystring: Type.Object({
+        limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000 })),
+        // ?stuck=true: what is past its bound (stuck.ts), in every stored run that has not ended
+        stuck: Type.Optional(Type.Boolean()),
+        maxWaitingMs: bound,
+        maxStartingMs: bound,
+        maxIdleMs: bound,
+      }),
+    },
   }, async (req) => {
-    const { limit } = req.query as { limit?: number }
-    return { runs: (await o.service.list(limit ?? 100)).map((doc) => runView(doc)) }
+    const q = req.query as { limit?: number; stuck?: boolean; maxWaitingMs?: number; maxStartingMs?: number; maxIdleMs?: number }
+    if (!q.stuck) return { runs: (await o.service.list(q.limit ?? 100)).map((doc) => runView(doc)) }
+    const bounds: StuckBounds = {
+      maxWaitingMs: q.maxWaitingMs ?? DEFAULT_STUCK_BOUNDS.maxWaitingMs,
+      maxStartingMs: q.maxStartingMs ?? DEFAULT_STUCK_BOUNDS.maxStartingMs,
+      maxIdleMs: q.maxIdleMs ?? DEFAULT_STUCK_BOUNDS.maxIdleMs,
+    }
+    const docs = await o.service.list(1000)
+    const now = Date.now()
+    const stuck = stuckItems(docs, now, bounds)
+    const runIds = new Set(stuck.map((x) => x.runId))
+    const view: StuckView = { stuck, bounds: { ...bounds, timeoutGraceMs: TIMEOUT_GRACE_MS }, now, runs: docs.filter((d) => runIds.has(d.meta.runId)).map((doc) => runView(doc)) }
+    return view
   })
 
   app.get('/api/v1/runs/:id', async (req) => {

@@ -1,6 +1,18 @@
 // The JSON shape of runs for the API, the CLI and the web UI, derived from stored run documents.
 import { jobStateName, jobStatus } from './machines/index.js'
 import type { RunDocument } from './service.js'
+import type { StuckBounds, StuckItem } from './stuck.js'
+
+export type { StuckBound, StuckItem } from './stuck.js'
+
+/** `GET /api/v1/runs?stuck=true`: what is past its bound (stuck.ts), the bounds used, and the runs concerned. */
+export interface StuckView {
+  stuck: StuckItem[]
+  bounds: StuckBounds & { timeoutGraceMs: number }
+  /** The CI service's clock when it looked (ms since the epoch). */
+  now: number
+  runs: RunView[]
+}
 
 export interface JobView {
   id: string

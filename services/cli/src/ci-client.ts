@@ -1,7 +1,7 @@
 // A client of the CI service's HTTP API (GET/POST /api/v1/runs...), for the run commands of
 // `regatta` (runs, logs, trigger): they talk to the CI service over HTTP, not to NATS.
 import { RegattaError, isWireError } from '../../../shared/errors/index.js'
-import type { RunView } from '../../ci/src/views.js'
+import type { RunView, StuckView } from '../../ci/src/views.js'
 
 export const DEFAULT_CI_URL = 'http://127.0.0.1:8080'
 const REQUEST_TIMEOUT_MS = 30_000
@@ -39,6 +39,13 @@ export class CiClient {
   async listRuns(limit?: number): Promise<RunView[]> {
     const body = await this.json<{ runs: RunView[] }>('GET', `/api/v1/runs${limit === undefined ? '' : `?limit=${limit}`}`)
     return body.runs
+  }
+
+  /** What is past its bound (`GET /api/v1/runs?stuck=true`); bounds not given are the service's defaults. */
+  stuck(bounds: { maxWaitingMs?: number; maxStartingMs?: number; maxIdleMs?: number } = {}): Promise<StuckView> {
+    const q = new URLSearchParams({ stuck: 'true' })
+    for (const [k, v] of Object.entries(bounds)) if (v !== undefined) q.set(k, String(v))
+    return this.json('GET', `/api/v1/runs?${q.toString()}`)
   }
 
   getRun(runId: string): Promise<RunView> {

@@ -370,13 +370,34 @@ const stdout = (text: string): void => { process.stdout.write(text) }
 
 const runs = program.command('runs').description('pipeline runs (from the CI service)')
 runs.command('ls')
-  .description('list runs, newest first: repository, ref, commit, state, jobs succeeded/total, age, duration')
+  .description('list runs, newest first: repository, ref, commit, state, jobs succeeded/total, age, duration; --stuck: what is past its bound')
   .addOption(ciOption())
   .addOption(jsonOption())
   .option('--limit <n>', 'at most this many runs', '20')
-  .action(async (opts: { ci?: string; json?: boolean; limit: string }) => {
+  .option('--stuck', 'list jobs and runs past their bound (waiting for resources, task not started, running past the job timeout, no progress), naming the bound')
+  .option('--max-waiting <duration>', 'with --stuck: bound of a job waiting for resources (default 10m)')
+  .option('--max-starting <duration>', 'with --stuck: bound of a job whose task is STAGING/STARTING (default 11m: the master\'s --task-start-timeout and a minute)')
+  .option('--max-idle <duration>', 'with --stuck: bound of a run with no job waiting, starting or running (default 5m)')
+  .action(async (opts: { ci?: string; json?: boolean; limit: string; stuck?: boolean; maxWaiting?: string; maxStarting?: string; maxIdle?: string }) => {
     const limit = parseIntArg(opts.limit, '--limit', 1, 1000)
-    const { runsLs } = await import('./runs.js')
+    const bound = (text: string | undefined, flag: string): number | undefined => {
+      if (text === undefined) return undefined
+      if (!opts.stuck) throw new RegattaError('INVALID_CONFIG', `${flag}: only with --stuck`)
+      const ms = parseDuration(text, flag)
+      if (ms < 1 || ms > 30 * 86_400_000) throw new RegattaError('INVALID_CONFIG', `${flag}: "${text}" must be from 1ms to 30d`)
+      return ms
+    }
+    const maxWaitingMs = bound(opts.maxWaiting, '--max-waiting')
+    const maxStartingMs = bound(opts.maxStarting, '--max-starting')
+    const maxIdleMs = bound(opts.maxIdle, '--max-idle')
+    const { runsLs, runsStuck } = await import('./runs.js')
+    if (opts.stuck) {
+      await runsStuck(await ciClient(opts.ci), {
+        ...(maxWaitingMs !== undefined ? { maxWaitingMs } : {}), ...(maxStartingMs !== undefined ? { maxStartingMs } : {}),
+        ...(maxIdleMs !== undefined ? { maxIdleMs } : {}), ...(opts.json ? { json: true } : {}),
+      }, stdout)
+      return
+    }
     await runsLs(await ciClient(opts.ci), { limit, ...(opts.json ? { json: true } : {}) }, stdout)
   })
 runs.command('show')

@@ -2,9 +2,9 @@
 // `trigger`. Each asks the CI service's HTTP API (ci-client.ts) and prints human text, or one
 // JSON document (JSON lines for a followed log) with --json.
 import { RegattaError } from '../../../shared/errors/index.js'
-import type { JobView, RunView } from '../../ci/src/views.js'
+import type { JobView, RunView, StuckView } from '../../ci/src/views.js'
 import { CiClient, type LogOutput } from './ci-client.js'
-import { formatRun, formatRuns, shortRef } from './format.js'
+import { formatRun, formatRuns, humanDuration, shortRef, table } from './format.js'
 
 /** Where a command writes: stdout in the CLI, a buffer in tests. */
 export type Write = (text: string) => void
@@ -26,6 +26,38 @@ export function splitRunJob(arg: string): { runId: string; jobId?: string } {
 export async function runsLs(client: CiClient, o: { limit?: number; json?: boolean }, out: Write): Promise<void> {
   const runs = await client.listRuns(o.limit)
   out(o.json ? `${JSON.stringify(runs)}\n` : `${formatRuns(runs)}\n`)
+}
+
+/**
+ * `regatta runs ls --stuck`: every job and run past its bound (waiting for resources, task not
+ * started, running past its timeout, a run with nothing moving), naming the bound; --json prints
+ * the items (each with `bound` and `boundMs`).
+ */
+export async function runsStuck(client: CiClient, o: { maxWaitingMs?: number; maxStartingMs?: number; maxIdleMs?: number; json?: boolean }, out: Write): Promise<void> {
+  const view = await client.stuck({ maxWaitingMs: o.maxWaitingMs, maxStartingMs: o.maxStartingMs, maxIdleMs: o.maxIdleMs })
+  out(o.json ? `${JSON.stringify(view.stuck)}\n` : `${formatStuck(view)}\n`)
+}
+
+const BOUND_NAMES: Record<string, string> = {
+  waiting: 'waiting for resources',
+  starting: 'task start',
+  timeout: 'job timeout',
+  idle: 'no progress',
+}
+
+/** The stuck items as a table (RUN, JOB, STATE, FOR, BOUND, WHY), then the bounds that were applied. */
+export function formatStuck(view: StuckView): string {
+  const b = view.bounds
+  const bounds = `bounds: waiting ${humanDuration(b.maxWaitingMs)}, starting ${humanDuration(b.maxStartingMs)}, ` +
+    `running: each job's timeout + ${humanDuration(b.timeoutGraceMs)}, no progress ${humanDuration(b.maxIdleMs)}`
+  if (view.stuck.length === 0) return `Nothing is past its bound (${bounds}).`
+  const rows = view.stuck.map((x) => [
+    x.runId, x.jobId ?? '-', x.state, humanDuration(x.forMs),
+    `${BOUND_NAMES[x.bound] ?? x.bound} > ${humanDuration(x.boundMs)}${x.bound === 'timeout' ? ` + ${humanDuration(b.timeoutGraceMs)}` : ''}`,
+    `${x.repo} ${shortRef(x.ref)} ${x.sha.slice(0, 7)}`,
+  ])
+  const n = view.stuck.length
+  return `${table(['RUN', 'JOB', 'STATE', 'FOR', 'BOUND PASSED', 'COMMIT'], rows)}\n\n${n} past ${n === 1 ? 'its bound' : 'their bounds'} (${bounds}).`
 }
 
 export async function runsShow(client: CiClient, runId: string, o: { json?: boolean }, out: Write): Promise<void> {
