@@ -173,3 +173,18 @@ t.test('Checks that after a crash that lost its checkpoint, the restarted agent 
   t.same(a.orphans?.containers, { found: 2, reaped: 2 }, 'the main container and its sidecar')
   t.same(a.orphans?.sandboxes, { found: 1, reaped: 1 })
 })
+
+t.test('Checks that `regatta agent` refuses a bad reaper or disk flag with one line naming it, exit 2', async (t) => {
+  for (const [args, flag] of [
+    [['--reap-interval', 'soon'], '--reap-interval'],
+    [['--reap-interval', '5ms'], '--reap-interval'],
+    [['--disk-budget', 'lots'], '--disk-budget'],
+    [['--sandbox-retention', 'a while'], '--sandbox-retention'],
+  ] as const) {
+    const run = await regatta(['agent', '--nats', cluster.nats.url, ...args])
+    t.equal(run.code, 2, `${args.join(' ')}: exit 2`)
+    const lines = run.stderr.trim().split('\n')
+    t.equal(lines.length, 1, `one line: ${run.stderr.trim()}`)
+    t.match(lines[0], new RegExp(`^regatta: ${flag}: `))
+  }
+})
