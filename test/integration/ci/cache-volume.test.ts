@@ -2,15 +2,18 @@
 // containerizer), the CI service and a local git repository. The first push's job reserves
 // disk, makes a volume and writes into its cache; the second push's job gets the volume back
 // and finds what the first wrote; two jobs of the pipeline running at once each get their own
-// volume; the master's state shows the volumes reserved for the push role. Then the same with
-// Docker, where the volume is a bind mount at /cache and the checkout is /workspace.
+// volume; the master's state shows the volumes reserved for the push role. A volume id taken
+// behind the service's back (another framework's task holds it) makes the master refuse the
+// CREATE: the job runs at once without a volume, and the next one takes the next slot. Then
+// the same with Docker, where the volume is a bind mount at /cache and the checkout /workspace.
 import t from 'tap'
 import { randomBytes } from 'node:crypto'
 import { readFile, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startCiFixture, type CiFixture } from '../../helpers/ci.js'
+import { shellTask } from '../../helpers/cluster.js'
 import { ensureBusyboxImage } from '../../helpers/docker.js'
-import { CACHE_VOLUME_PATH, cacheVolumeBase, cacheVolumeId, keyDir, pathDir } from '../../../services/ci/src/cache-volumes.js'
+import { CACHE_VOLUME_PATH, cacheVolumeBase, cacheVolumeId, cacheVolumeResource, keyDir, pathDir } from '../../../services/ci/src/cache-volumes.js'
 
 // a directory both jobs of a matrix touch, to run at the same time (the process containerizer runs on this host)
 const BARRIER = `/tmp/regatta-barrier-${process.pid}-${randomBytes(3).toString('hex')}`
@@ -27,7 +30,7 @@ jobs:
       - name: use the cache
         run: |
           if [ -f .deps/stamp ]; then echo "found $(cat .deps/stamp) in the cache"; else echo "cold cache"; fi
-          echo "$REGATTA_RUN_ID" > .deps/stamp
+          mkdir -p .deps && echo "$REGATTA_RUN_ID" > .deps/stamp
 `
 
 const TOGETHER = `
@@ -96,6 +99,43 @@ t.test('Checks that the next job of a pipeline finds in its cache volume what th
   const held = dirs.find((d) => d.endsWith(`.${0}`))!
   t.equal(await readFile(join(held, keyDir('deps'), pathDir('.deps'), 'stamp'), 'utf8'), `${second.runId}\n`, 'the volume on the agent holds what the second run wrote')
   t.same(volumesOfAgent().map((r) => r.disk!.persistence.id).sort(), [cacheVolumeId(base, 0), cacheVolumeId(base, 1)], 'the state shows both volumes')
+})
+
+t.test('Checks that a volume id the service did not know to be in use gets the job launched without a volume, and the next job the next slot', async (t) => {
+  const blocked = cacheVolumeBase('octo/app', 'blocked')
+  // another framework of the role makes the pipeline's slot 0 and holds it with a long task
+  const squatter = await f.cluster.framework({ name: 'squatter', roles: ['ci/push'] })
+  const offer = await squatter.nextOffer((o) => o.role === 'ci/push')
+  const volume = cacheVolumeResource(cacheVolumeId(blocked, 0), 64, 'ci/push')
+  await squatter.scheduler.operate([offer.id], [
+    { type: 'RESERVE', resources: [{ name: 'disk', scalar: 64, role: 'ci/push' }] },
+    { type: 'CREATE', volumes: [volume] },
+    { type: 'LAUNCH', tasks: [shellTask('squat', 'sleep 60', { resources: [{ name: 'cpus', scalar: 0.1 }, { name: 'mem', scalar: 32 }, volume] })] },
+  ], { refuseSeconds: 0 })
+  await squatter.waitFor('the squatting task to run', () => squatter.statesOf('squat').includes('RUNNING'))
+  // it takes no more offers (those it holds go back), so the CI service gets the agent
+  await squatter.scheduler.suppress()
+  await new Promise((r) => setTimeout(r, 300))
+  if (squatter.offers.length > 0) await squatter.scheduler.decline(squatter.offers.map((o) => o.id))
+  t.teardown(() => squatter.scheduler.teardown())
+
+  const pipeline = BUILD.replace('name: warm', 'name: blocked')
+  const sha1 = await f.repo.commit({ '.regatta/warm.yml': pipeline, 'README': 'blocked one\n' })
+  t.equal((await f.push(sha1)).status, 202)
+  const first = await f.waitForRun({ sha: sha1 }, undefined, 30_000)
+  t.equal(first.state, 'succeeded', `the job ran though its CREATE was refused: ${JSON.stringify(first.jobs)}`)
+  t.equal(first.jobs[0]!.attempt, 1, 'on its first attempt')
+  const log1 = await f.jobLog(first.runId, 'blocked/build')
+  t.match(log1, 'no cache volume could be had on this agent', 'its log says the cache came from the object store')
+  t.notMatch(log1, /::regatta cache volume/)
+
+  const sha2 = await f.repo.commit({ 'README': 'blocked two\n' })
+  t.equal((await f.push(sha2)).status, 202)
+  const second = await f.waitForRun({ sha: sha2 }, undefined, 30_000)
+  t.equal(second.state, 'succeeded', JSON.stringify(second.jobs))
+  t.match(await f.jobLog(second.runId, 'blocked/build'), `::regatta cache volume ${cacheVolumeId(blocked, 1)}: nothing kept for key deps yet`,
+    'the service learned slot 0 is taken and made slot 1')
+  t.same(squatter.statesOf('squat').filter((s) => s !== 'RUNNING' && s !== 'STARTING' && s !== 'STAGING'), [], 'the task holding slot 0 was never disturbed')
 })
 
 t.test('Checks that with Docker the volume is mounted at /cache and the next job finds what the first wrote', async (t) => {
