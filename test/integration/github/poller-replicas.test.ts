@@ -1,4 +1,4 @@
-// The head poller with several CI replicas and across restarts: two replicas polling the same
+// The head poller with two CI services and across restarts: two replicas polling the same
 // GitHub API (the local stand-in) start each missed head's run once; a head that moved while no
 // replica ran is built at the next one's start; a claim whose replica died while planning is
 // taken over once stale. Real master, agent and nats-server; only GitHub's API is a stand-in.
