@@ -10,10 +10,11 @@ import { Scheduler, type SchedulerEvent } from '../../shared/scheduler/index.js'
 import { silentLogger } from '../../shared/log/index.js'
 import { parseResources } from '../../shared/resources/index.js'
 import { Master, type MasterConfig } from '../../services/master/src/master.js'
+import { runMaster, type RunningMaster } from '../../services/master/src/main.js'
 import { Agent } from '../../services/agent/src/agent.js'
 import type { Containerizer } from '../../services/agent/src/containerizer/types.js'
 import type { OversubscriptionOptions } from '../../services/agent/src/oversubscription/index.js'
-import { startNatsServer, type NatsServer } from './nats-server.js'
+import { freePort, startNatsServer, type NatsServer } from './nats-server.js'
 
 /** Short timeouts so that tests about timeouts run in seconds. */
 export const fastMasterConfig: Partial<MasterConfig> = {
@@ -168,5 +169,31 @@ export function shellTask(taskId: string, script: string, extra: Partial<TaskSpe
     resources: [{ name: 'cpus', scalar: 0.1 }, { name: 'mem', scalar: 32 }],
     container: { command: ['sh', '-c', script] },
     ...extra,
+  }
+}
+
+/**
+ * Masters run as `regatta master` runs them (runMaster: NATS, HTTP on a free port, the operator
+ * token if given), stopped by stopAll(). The token never comes from the environment of whoever
+ * runs the tests.
+ */
+export function httpMasters(cluster: () => TestCluster): { start(id: string, operatorToken?: string): Promise<RunningMaster & { httpUrl: string }>; started: RunningMaster[]; stopAll(): Promise<void> } {
+  delete process.env.REGATTA_OPERATOR_TOKEN
+  const masters: RunningMaster[] = []
+  return {
+    async start(id, operatorToken) {
+      const m = await runMaster({
+        // a known port: the URL a standby redirects to is advertised before the server listens
+        natsUrl: cluster().nats.url, id, http: { host: '127.0.0.1', port: await freePort() }, config: fastMasterConfig, logger: silentLogger(),
+        ...(operatorToken ? { operatorToken } : {}),
+      })
+      masters.push(m)
+      if (!m.httpUrl) throw new Error('the master has no HTTP URL')
+      return m as RunningMaster & { httpUrl: string }
+    },
+    started: masters,
+    async stopAll() {
+      for (const m of masters.splice(0)) await m.stop().catch(() => undefined)
+    },
   }
 }

@@ -4,38 +4,23 @@
 // same effect as the NATS operator call; a standby redirects to the leader.
 import t from 'tap'
 import { ProcessContainerizer } from '../../../services/agent/src/containerizer/index.js'
-import { runMaster, type RunningMaster } from '../../../services/master/src/main.js'
 import { silentLogger } from '../../../shared/log/index.js'
 import type { ClusterState } from '../../../shared/protocol/index.js'
-import { fastMasterConfig, startCluster, type TestCluster } from '../../helpers/cluster.js'
-import { freePort } from '../../helpers/nats-server.js'
+import { httpMasters, startCluster, type TestCluster } from '../../helpers/cluster.js'
 import { waitUntil } from '../../helpers/wait.js'
 
 const TOKEN = 'op-token-5f2c9a7e'
 
-// the token comes from the options here, never from the environment of whoever runs the tests
-delete process.env.REGATTA_OPERATOR_TOKEN
-
 let cluster: TestCluster
-const masters: RunningMaster[] = []
+const masters = httpMasters(() => cluster)
+const master = (id: string, operatorToken?: string): ReturnType<typeof masters.start> => masters.start(id, operatorToken)
 t.before(async () => {
   cluster = await startCluster()
 })
 t.teardown(async () => {
-  for (const m of masters) await m.stop().catch(() => undefined)
+  await masters.stopAll()
   await cluster.stop()
 })
-
-async function master(id: string, operatorToken?: string): Promise<RunningMaster & { httpUrl: string }> {
-  const m = await runMaster({
-    // a known port: the URL a standby redirects to is advertised before the server listens
-    natsUrl: cluster.nats.url, id, http: { host: '127.0.0.1', port: await freePort() }, config: fastMasterConfig, logger: silentLogger(),
-    ...(operatorToken ? { operatorToken } : {}),
-  })
-  masters.push(m)
-  if (!m.httpUrl) throw new Error('the master has no HTTP URL')
-  return m as RunningMaster & { httpUrl: string }
-}
 
 interface Answer { status: number; body: { ok?: true; error?: { code: string; message: string } }; headers: Headers }
 

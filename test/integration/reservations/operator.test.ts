@@ -5,39 +5,25 @@
 // the roles the master reports, and the settings survive a master failover.
 import t from 'tap'
 import { ProcessContainerizer } from '../../../services/agent/src/containerizer/index.js'
-import { runMaster, type RunningMaster } from '../../../services/master/src/main.js'
 import { silentLogger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
 import type { ClusterState, Resource } from '../../../shared/protocol/index.js'
-import { fastMasterConfig, startCluster, type TestCluster } from '../../helpers/cluster.js'
-import { freePort } from '../../helpers/nats-server.js'
+import { httpMasters, startCluster, type TestCluster } from '../../helpers/cluster.js'
 import { regatta } from '../../helpers/cli.js'
 import { waitUntil } from '../../helpers/wait.js'
 
 const TOKEN = 'reservations-token-8d1e'
 
-// the token comes from the options here, never from the environment of whoever runs the tests
-delete process.env.REGATTA_OPERATOR_TOKEN
-
 let cluster: TestCluster
-const masters: RunningMaster[] = []
+const masters = httpMasters(() => cluster)
+const master = (id: string, operatorToken?: string): ReturnType<typeof masters.start> => masters.start(id, operatorToken)
 t.before(async () => {
   cluster = await startCluster()
 })
 t.teardown(async () => {
-  for (const m of masters) await m.stop().catch(() => undefined)
+  await masters.stopAll()
   await cluster.stop()
 })
-
-async function master(id: string, operatorToken?: string): Promise<RunningMaster & { httpUrl: string }> {
-  const m = await runMaster({
-    natsUrl: cluster.nats.url, id, http: { host: '127.0.0.1', port: await freePort() }, config: fastMasterConfig, logger: silentLogger(),
-    ...(operatorToken ? { operatorToken } : {}),
-  })
-  masters.push(m)
-  if (!m.httpUrl) throw new Error('the master has no HTTP URL')
-  return m as RunningMaster & { httpUrl: string }
-}
 
 interface Answer { status: number; body: { ok?: true; error?: { code: string; message: string } } }
 
@@ -155,7 +141,7 @@ t.test('Checks that a weight and quota set with regatta roles set change the rol
   t.match(human.stdout, /ci\s+2\.5\s+cpus 2, mem 1 GiB/)
 
   // the leader goes; the next one starts from the registry
-  const leader = masters.find((m) => m.master.isLeader)!
+  const leader = masters.started.find((m) => m.master.isLeader)!
   const next = await master('m-next', TOKEN)
   await leader.stop()
   await waitUntil('m-next to lead', () => next.master.isLeader, 15_000)

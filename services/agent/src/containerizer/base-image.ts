@@ -10,7 +10,8 @@ import type Dockerode from 'dockerode'
 export const BASE_IMAGE = 'regatta/busybox:latest'
 const BUSYBOX_BINARY = '/bin/busybox'
 
-async function imageExists(docker: Dockerode, name: string): Promise<boolean> {
+/** True when the engine has the image; false on 404, other failures thrown. */
+export async function imageExists(docker: Dockerode, name: string): Promise<boolean> {
   try {
     await docker.getImage(name).inspect()
     return true

@@ -18,6 +18,7 @@ import type { Amounts } from '../../../../shared/protocol/index.js'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { parseResources, totals } from '../../../../shared/resources/index.js'
 import type { Logger } from '../../../../shared/log/index.js'
+import { imageExists } from '../../../agent/src/containerizer/base-image.js'
 import { instanceId, REGATTA_BIN } from './process.js'
 import { INSTANCE_ATTRIBUTE, type Instance, type Provider } from './types.js'
 
@@ -174,16 +175,6 @@ function run(cmd: string, args: string[]): Promise<string> {
     child.once('error', reject)
     child.once('close', (code) => (code === 0 ? resolvePromise(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${out}`))))
   })
-}
-
-async function imageExists(docker: Dockerode, name: string): Promise<boolean> {
-  try {
-    await docker.getImage(name).inspect()
-    return true
-  } catch (err) {
-    if ((err as { statusCode?: number }).statusCode === 404) return false
-    throw err
-  }
 }
 
 /** Copies a file into the rootfs at the same path. */
