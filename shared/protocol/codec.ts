@@ -1,5 +1,10 @@
 // Encodes and validates messages. Every message read from NATS goes through `decode`, which
 // names the first bad field; a bad message becomes a RegattaError, never a crash.
+//
+// Limits, checked before JSON.parse (README, "Limits"): MAX_MESSAGE_BYTES, the NATS server's
+// default max_payload, so a server configured larger still hands decode nothing bigger; and
+// MAX_MESSAGE_DEPTH levels of [ and {, where the deepest message of the protocol has about 10:
+// nothing from the wire can make JSON.parse or a reader of the value work through 100 000 levels.
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler'
 import type { Static, TSchema } from '@sinclair/typebox'
 import { RegattaError } from '../errors/index.js'
@@ -15,6 +20,33 @@ function checkerOf<T extends TSchema>(schema: T): TypeCheck<T> {
     compiled.set(schema, c)
   }
   return c as TypeCheck<T>
+}
+
+/** Bytes of the largest message `decode` reads (1 MiB, NATS's default max_payload). */
+export const MAX_MESSAGE_BYTES = 1024 * 1024
+/** Deepest nesting of arrays and objects `decode` reads. */
+export const MAX_MESSAGE_DEPTH = 64
+
+/**
+ * The offset of the first [ or { nested deeper than `max` levels in JSON text (brackets inside
+ * strings skipped), or -1. Linear, no recursion: safe on any input, valid JSON or not.
+ */
+export function jsonNestingBeyond(text: string, max = MAX_MESSAGE_DEPTH): number {
+  let depth = 0
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      // a string: skip to its closing quote, stepping over escapes
+      for (i++; i < text.length; i++) {
+        const d = text.charCodeAt(i)
+        if (d === 0x5c) i++
+        else if (d === 0x22) break
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return -1
 }
 
 export function encode(value: unknown): Uint8Array {
@@ -45,11 +77,19 @@ export function validate<T extends TSchema>(schema: T, value: unknown, what = 'm
   throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: ${where}: ${first?.message ?? 'does not match its schema'}`)
 }
 
-/** Parses JSON bytes and validates them. */
+/** Parses JSON bytes and validates them; refuses more than MAX_MESSAGE_BYTES or MAX_MESSAGE_DEPTH. */
 export function decode<T extends TSchema>(schema: T, data: Uint8Array, what = 'message'): Static<T> {
+  if (data.byteLength > MAX_MESSAGE_BYTES) {
+    throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: ${data.byteLength} bytes; a message may have at most ${MAX_MESSAGE_BYTES} (1 MiB)`)
+  }
+  const text = decoder.decode(data)
+  const deep = jsonNestingBeyond(text)
+  if (deep >= 0) {
+    throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: nested deeper than ${MAX_MESSAGE_DEPTH} levels of [ and { (at character ${deep + 1})`)
+  }
   let value: unknown
   try {
-    value = JSON.parse(decoder.decode(data))
+    value = JSON.parse(text)
   } catch (err) {
     throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: not JSON (${(err as Error).message})`)
   }

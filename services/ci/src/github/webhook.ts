@@ -7,8 +7,10 @@
 //   2. the body is read as raw text, up to `maxBodyBytes` (413 PAYLOAD_TOO_LARGE beyond);
 //   3. X-Hub-Signature-256 is verified over those exact bytes with @octokit/webhooks
 //      (401 INVALID_SIGNATURE when missing or wrong), before anything is parsed;
-//   4. the JSON is parsed and the fields Regatta reads are checked (400 INVALID_MESSAGE naming
-//      the field), the event becomes a Trigger or is ignored with a reason (200);
+//   4. the JSON is parsed (400 INVALID_MESSAGE when nested deeper than MAX_MESSAGE_DEPTH, 64
+//      levels of [ and {; GitHub's payloads have fewer than 10) and the fields Regatta reads are
+//      checked (400 INVALID_MESSAGE naming the field), the event becomes a Trigger or is
+//      ignored with a reason (200);
 //   5. a delivery id already seen is answered 200 "duplicate" and starts nothing; otherwise
 //      `onTrigger` is called and awaited (202). It should only enqueue: GitHub waits 10 s.
 //
@@ -25,6 +27,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { Webhooks } from '@octokit/webhooks'
 import { RegattaError, httpStatusOf, type ErrorCode } from '../../../../shared/errors/index.js'
 import type { Logger } from '../../../../shared/log/index.js'
+import { MAX_MESSAGE_DEPTH, jsonNestingBeyond } from '../../../../shared/protocol/index.js'
 import type { Trigger } from '../trigger.js'
 import { MemoryDeliveryLog, type DeliveryLog } from './delivery-log.js'
 import { triggerFromEvent } from './events.js'
@@ -162,6 +165,10 @@ function parseBody(raw: string, contentType: string | undefined, event: string):
     const payload = new URLSearchParams(raw).get('payload')
     if (payload === null) throw new RegattaError('INVALID_MESSAGE', `invalid ${event} payload: form body without a payload field`)
     json = payload
+  }
+  const deep = jsonNestingBeyond(json, MAX_MESSAGE_DEPTH)
+  if (deep >= 0) {
+    throw new RegattaError('INVALID_MESSAGE', `invalid ${event} payload: nested deeper than ${MAX_MESSAGE_DEPTH} levels of [ and { (at character ${deep + 1})`)
   }
   try {
     return JSON.parse(json) as unknown

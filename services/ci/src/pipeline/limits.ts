@@ -10,8 +10,12 @@ export const LIMITS = {
   jobs: 256,
   /** Concrete jobs of one matrix job, after include/exclude. */
   matrixCombinations: 256,
+  /** Keys of one matrix: its lists and the keys its include rows add. */
+  matrixKeys: 64,
   /** Concrete jobs of one pipeline, after matrix expansion. */
   plannedJobs: 1024,
+  /** Characters of text (scripts, names, env, images...) all planned jobs of one pipeline come to. */
+  plannedText: 8 * 1024 * 1024,
   /** Steps of one job. */
   steps: 256,
   /** Sidecar services of one job. */

@@ -19,6 +19,9 @@ const same = (a: MatrixValue | undefined, b: MatrixValue): boolean => a !== unde
 
 export function expandMatrix(spec: MatrixSpec): MatrixResult {
   const axisKeys = spec.axes.map(([k]) => k)
+  if (axisKeys.length > LIMITS.matrixKeys) {
+    return { ok: false, problem: `has ${axisKeys.length} keys; at most ${LIMITS.matrixKeys}` }
+  }
   const product = spec.axes.reduce((n, [, values]) => n * values.length, 1)
   if (product > LIMITS.matrixCombinations * 16) {
     return { ok: false, problem: `has ${product} combinations before exclude; at most ${LIMITS.matrixCombinations} jobs can run from one matrix` }
@@ -34,10 +37,21 @@ export function expandMatrix(spec: MatrixSpec): MatrixResult {
     }
     combos = combos.filter((c) => !Object.entries(ex).every(([k, v]) => same(c[k], v)))
   }
+  // include only adds keys to combinations or adds combinations: too many now is too many
+  // after, and refusing here spares include rows x combinations of work
+  combos = distinct(combos)
+  if (combos.length > LIMITS.matrixCombinations) {
+    const when = spec.include.length > 0 ? ' before include' : ''
+    return { ok: false, problem: `has ${combos.length} combinations${when}; at most ${LIMITS.matrixCombinations} jobs can run from one matrix` }
+  }
   const added: string[] = []
   const base = combos.map((c) => ({ ...c }))
-  for (const inc of spec.include) {
+  for (const [row, inc] of spec.include.entries()) {
     const entries = Object.entries(inc)
+    const extra = entries.find(([k]) => !axisKeys.includes(k) && !added.includes(k) && axisKeys.length + added.length + 1 > LIMITS.matrixKeys)
+    if (extra) {
+      return { ok: false, problem: `"${extra[0]}" would be a key beyond the ${LIMITS.matrixKeys} a matrix may have`, where: { list: 'include', row, key: extra[0] } }
+    }
     const original = entries.filter(([k]) => axisKeys.includes(k))
     let fitted = false
     for (let i = 0; i < base.length; i++) {
@@ -49,18 +63,23 @@ export function expandMatrix(spec: MatrixSpec): MatrixResult {
     if (!fitted) combos.push({ ...inc })
     for (const [k] of entries) if (!axisKeys.includes(k) && !added.includes(k)) added.push(k)
   }
-  const seen = new Set<string>()
-  combos = combos.filter((c) => {
-    const id = JSON.stringify(Object.entries(c).map(([k, v]) => [k, String(v)]))
-    if (seen.has(id)) return false
-    seen.add(id)
-    return true
-  })
+  combos = distinct(combos)
   if (combos.length === 0) return { ok: false, problem: 'has no combinations left (everything is excluded)' }
   if (combos.length > LIMITS.matrixCombinations) {
     return { ok: false, problem: `has ${combos.length} combinations; at most ${LIMITS.matrixCombinations} jobs can run from one matrix` }
   }
   return { ok: true, combinations: combos, keys: [...axisKeys, ...added] }
+}
+
+/** The combinations without repeats (values compared as text), in order. */
+function distinct(combos: MatrixCombination[]): MatrixCombination[] {
+  const seen = new Set<string>()
+  return combos.filter((c) => {
+    const id = JSON.stringify(Object.entries(c).map(([k, v]) => [k, String(v)]))
+    if (seen.has(id)) return false
+    seen.add(id)
+    return true
+  })
 }
 
 /** `shard=1, node=20`: a combination as it appears in job ids and status contexts. */

@@ -1,6 +1,6 @@
 // Reads one pipeline file: YAML with positions, the limits, the schema, then the checks of
 // semantics.ts. Either a typed Pipeline or every error found, each with file:line:column.
-import { LineCounter, isAlias, isCollection, isPair, parseDocument, type Document, type Scalar } from 'yaml'
+import { LineCounter, isAlias, isCollection, isMap, isPair, isScalar, parseDocument, type Document, type Scalar } from 'yaml'
 import { pipelineError, sortPipelineErrors, type PipelineError, type Position } from './errors.js'
 import { LIMITS } from './limits.js'
 import type { Pipeline } from './model.js'
@@ -42,12 +42,18 @@ export function parsePipeline(file: string, text: string): ParseResult {
 
   let doc: Document
   try {
-    doc = parseDocument(text, { lineCounter: lines, keepSourceTokens: true, prettyErrors: false, uniqueKeys: true, strict: true })
+    // uniqueKeys off: the parser's own check compares each key with every earlier one (40 000
+    // keys in 256 KiB took seconds); duplicateKeys does it with a set
+    doc = parseDocument(text, { lineCounter: lines, keepSourceTokens: true, prettyErrors: false, uniqueKeys: false, strict: true })
   } catch (e) {
     return fail([pipelineError(file, START, '', `not readable as YAML: ${e instanceof Error ? e.message : String(e)}`)])
   }
-  if (doc.errors.length > 0) {
-    return fail(doc.errors.map((e) => pipelineError(file, at(e.pos[0]), '', yamlMessage(e.code, e.message))))
+  const duplicates = duplicateKeys(doc)
+  if (doc.errors.length > 0 || duplicates.length > 0) {
+    return fail([
+      ...doc.errors.map((e) => pipelineError(file, at(e.pos[0]), '', yamlMessage(e.code, e.message))),
+      ...duplicates.map((offset) => pipelineError(file, at(offset), '', 'YAML: Map keys must be unique')),
+    ])
   }
   if (doc.contents === null || doc.contents === undefined) {
     return fail([pipelineError(file, START, '', 'the file is empty; a pipeline has at least "on" and "jobs"')])
@@ -174,6 +180,29 @@ function nodeDeeperThan(doc: Document, max: number): number | undefined {
     }
   }
   return undefined
+}
+
+/** The offsets of keys repeated in their map (scalar keys equal in value, as the YAML parser compares them). */
+function duplicateKeys(doc: Document): number[] {
+  const found: number[] = []
+  const stack: unknown[] = [doc.contents]
+  while (stack.length > 0) {
+    const node = stack.pop()
+    if (!isCollection(node)) continue
+    const keys = isMap(node) ? new Set<unknown>() : undefined
+    for (const item of node.items) {
+      if (!isPair(item)) {
+        stack.push(item)
+        continue
+      }
+      if (keys && isScalar(item.key)) {
+        if (keys.has(item.key.value)) found.push(item.key.range?.[0] ?? 0)
+        else keys.add(item.key.value)
+      }
+      stack.push(item.key, item.value)
+    }
+  }
+  return found
 }
 
 function firstAlias(doc: Document): number | undefined {

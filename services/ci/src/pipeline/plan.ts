@@ -3,7 +3,7 @@
 // turned into job ids. Pure: files in, plan out; `if` stays an expression for run time.
 import type { Trigger } from '../trigger.js'
 import { pipelineError, sortPipelineErrors, type PipelineError, type Position } from './errors.js'
-import { ExpressionError, interpolate, type ExpressionContext } from './expressions.js'
+import { ExpressionError, hasExpression, parseTemplate, renderTemplate, type ExpressionContext, type TemplatePart } from './expressions.js'
 import { LIMITS } from './limits.js'
 import { describeCombination } from './matrix.js'
 import type { Job, MatrixCombination, Pipeline } from './model.js'
@@ -128,15 +128,44 @@ export function planPipeline(p: Pipeline, trigger: Trigger, options: PlanOptions
       if (!/(\.|\[)/.test(q)) return { line: 1, column: 1 }
     }
   }
+  // Each template is parsed once, not once per matrix combination, and the text every job of
+  // the pipeline comes to is bounded (LIMITS.plannedText): a matrix must not multiply one file
+  // into minutes of work and gigabytes of job specs.
+  const templates = new Map<string, TemplatePart[] | ExpressionError>()
+  const reported = new Set<string>()
+  let produced = 0
   /** Interpolates one value; on error records it and returns the text as it was. */
   const text = (path: string, template: string, ctx: ExpressionContext): string => {
+    if (produced > LIMITS.plannedText) return template
     try {
-      return interpolate(template, ctx)
+      let out = template
+      if (hasExpression(template)) {
+        let parts = templates.get(template)
+        if (parts === undefined) {
+          try {
+            parts = parseTemplate(template)
+          } catch (e) {
+            parts = e instanceof ExpressionError ? e : new ExpressionError(0, String(e))
+          }
+          templates.set(template, parts)
+        }
+        if (parts instanceof ExpressionError) throw parts
+        out = renderTemplate(parts, ctx)
+      }
+      produced += out.length
+      if (produced > LIMITS.plannedText) {
+        errors.push(pipelineError(p.file, at('jobs'), 'jobs', `the jobs come to more than ${LIMITS.plannedText / (1024 * 1024)} MiB of text (scripts, names, env... of every matrix combination, after \${{ }}); at most ${LIMITS.plannedText / (1024 * 1024)} MiB a pipeline`))
+      }
+      return out
     } catch (e) {
       if (!(e instanceof ExpressionError)) throw e
       const err = pipelineError(p.file, at(path), path, `${e.reason} (at character ${e.column} of the value)`)
       // every expansion of a matrix job would report it again
-      if (!errors.some((o) => o.message === err.message && o.line === err.line && o.column === err.column)) errors.push(err)
+      const key = `${err.line}:${err.column}:${err.message}`
+      if (!reported.has(key)) {
+        reported.add(key)
+        errors.push(err)
+      }
       return template
     }
   }

@@ -305,7 +305,18 @@ export function splitCommand(text: string): string[] {
 /** The first line of a script, as a step's default name. */
 function stepTitle(run: string): string {
   const line = run.split('\n').map((l) => l.trim()).find((l) => l !== '') ?? ''
-  return line.length > 60 ? `${line.slice(0, 59)}…` : line
+  if (line.length <= 60) return line
+  let cut = line.slice(0, 59)
+  // the name is interpolated too: an expression cut in two would fail the run on a name the
+  // file never wrote, so the title ends before it
+  try {
+    parseTemplate(cut)
+  } catch (e) {
+    if (!(e instanceof ExpressionError)) throw e
+    const open = cut.lastIndexOf('${{')
+    if (open >= 0) cut = cut.slice(0, open).trimEnd()
+  }
+  return `${cut}…`
 }
 
 function needsOf(c: Checker, base: string, name: string, raw: string | string[] | undefined, jobNames: string[]): string[] {
