@@ -387,7 +387,7 @@ export class HeadPoller {
   // ---- GitHub -----------------------------------------------------------------------------------
 
   /** A repository's branches and open pull requests, up to the limits. */
-  async list(fullName: string): Promise<RepoListing> {
+  private async list(fullName: string): Promise<RepoListing> {
     const [owner, repo] = fullName.split('/') as [string, string]
     const invalid: string[] = []
     const branchItems = await this.pagesOf('branches', fullName, this.maxBranches, (page, perPage) => (headers, signal) =>
