@@ -139,6 +139,18 @@ export class Cluster {
     if (this.completed.length > this.completedLimit) this.completed.splice(0, this.completed.length - this.completedLimit)
   }
 
+  /**
+   * Whether the task is known to have ended (terminal here, or forgotten once its end was
+   * acknowledged): an agent that comes back still running it (removed as gone meanwhile, or
+   * with a launch that came after the start deadline) must kill it, since its framework has
+   * launched it again elsewhere.
+   */
+  hasEnded(key: string): boolean {
+    const t = this.tasks.get(key)
+    if (t) return isTerminal(t.state)
+    return this.completed.some((c) => taskKey(c.info.frameworkId, c.info.taskId) === key)
+  }
+
   available(agent: AgentEntry): Resource[] {
     return subtract(subtract(add(agent.info.resources, agent.revocable), agent.used), agent.offered)
   }

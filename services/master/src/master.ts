@@ -343,6 +343,13 @@ export class Master {
     for (const { task, status } of m.tasks) {
       const key = taskKey(task.frameworkId, task.taskId)
       const known = this.cluster.tasks.get(key)
+      if (!isTerminal(status.state) && this.cluster.hasEnded(key)) {
+        // the master told the framework this task ended (GONE once the agent was removed, LOST
+        // at its start deadline), and the framework has launched it again: this copy must stop
+        killTaskIds.push(task.taskId)
+        this.log.warn({ agentId: info.id, taskId: task.taskId, frameworkId: task.frameworkId, state: status.state }, 'an agent came back with a task reported ended: killing it')
+        continue
+      }
       if (!known) {
         if (!this.cluster.frameworks.has(task.frameworkId) && !isTerminal(status.state)) {
           // a task of a framework this master never heard of (teardown while the agent was away)
@@ -779,7 +786,8 @@ export class Master {
     } catch (err) {
       const e = RegattaError.from(err)
       // "no responders": the agent is not there, the tasks never reached it. A timeout is
-      // ambiguous (the agent may run them): those stay STAGING until the agent re-registers.
+      // ambiguous (the agent may run them): those stay STAGING until the agent reports them,
+      // re-registers, or the task start timeout passes.
       if (e.code !== 'TIMEOUT') {
         for (const info of tasks) {
           const t = this.cluster.tasks.get(taskKey(info.frameworkId, info.taskId))

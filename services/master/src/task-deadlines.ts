@@ -5,7 +5,9 @@
 //   that the task is retried elsewhere (Marathon's task_launch_timeout, with a hold);
 // - stranded tasks: a framework asked about a task on an agent that did not re-register after
 //   a failover and was answered UNREACHABLE; when that agent is removed (gone), or comes back
-//   without the task, the framework hears GONE or LOST, rather than nothing ever again.
+//   without the task, the framework hears GONE or LOST, rather than nothing ever again;
+// - no second copy: an agent that comes back with a task the master reported ended is told
+//   to kill it (its framework has launched it again elsewhere; master.ts, Cluster.hasEnded).
 import type { RefuseFilter } from './allocator/types.js'
 import type { Cluster, TaskEntry } from './cluster.js'
 import { add } from '../../../shared/resources/index.js'

@@ -3,7 +3,9 @@
 // host goes away. Two agents, real processes; the CI service and the master in this process.
 // The job's task goes UNREACHABLE, then GONE after the master's agent-gone timeout; the CI
 // service requeues the job (without spending an attempt), it runs on the other agent, and the
-// run succeeds, all within the agent timeouts and a margin.
+// run succeeds, all within the agent timeouts and a margin. And an agent cut off (SIGSTOP:
+// its job's processes go on) that comes back after it was declared gone is told to kill the
+// job's old copy: the job never goes on running twice.
 import t from 'tap'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -30,6 +32,7 @@ let repo: TestRepo
 let ci: RunningCi
 let dir: string
 const agents: AgentProcess[] = []
+let run = 0
 
 t.before(async () => {
   cluster = await startCluster()
@@ -55,9 +58,9 @@ async function processGroupOf(pid: number): Promise<number> {
   return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2])
 }
 
-t.test('Checks that a job whose agent and processes are killed -9 is requeued after the agent-gone timeout and the run succeeds on the other agent', async (t) => {
-  const marks = join(dir, 'marks')
-  // the first attempt claims the mark and hangs; any later attempt finds it taken and finishes
+/** A run of one job whose first attempt claims a mark and hangs; any later attempt finds the mark taken and finishes. */
+async function startJob(): Promise<{ runId: string; jobId: string; marks: string }> {
+  const marks = join(dir, `marks-${++run}`)
   const sha = await repo.commit({
     '.regatta/ci.yml': `
 name: ci
@@ -75,8 +78,11 @@ jobs:
 `,
   })
   const doc = await ci.service.trigger(await manualTrigger(repo.url, 'main', sha))
-  const runId = doc.meta.runId
-  const jobId = 'ci/build'
+  return { runId: doc.meta.runId, jobId: 'ci/build', marks }
+}
+
+t.test('Checks that a job whose agent and processes are killed -9 is requeued after the agent-gone timeout and the run succeeds on the other agent', async (t) => {
+  const { runId, jobId, marks } = await startJob()
 
   const pid = Number(await waitUntil('the first attempt to run', async () => (await readFile(join(marks, 'pid'), 'utf8').catch(() => '')).trim(), 30_000, 100))
   const task = master.state().tasks.find((x) => x.frameworkId === CI_FRAMEWORK_ID && x.state === 'RUNNING')
@@ -115,4 +121,47 @@ jobs:
   const log = await (await fetch(`${ci.url}/api/v1/runs/${runId}/jobs/${encodeURIComponent(jobId)}/log`)).text()
   t.match(log, new RegExp(`on agent ${survivor.agentId}[\\s\\S]*built`), 'its log shows the job built on the survivor')
   t.notOk(master.state().agents.some((a) => a.id === victim.agentId), 'the master no longer lists the dead agent')
+})
+
+/** Whether a process is alive (signal 0). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+t.test('Checks that an agent cut off past the agent-gone timeout, whose job was requeued, has the job\'s old copy killed when it comes back', async (t) => {
+  const spare = await startAgentProcess({ natsUrl: cluster.nats.url, workDir: join(dir, 'agent-c'), containerizer: 'process', resources: 'cpus:1;mem:512;disk:2000' })
+  agents.push(spare)
+  const { runId, jobId, marks } = await startJob()
+  const pid = Number(await waitUntil('the first attempt to run', async () => (await readFile(join(marks, 'pid'), 'utf8').catch(() => '')).trim(), 30_000, 100))
+  const task = master.state().tasks.find((x) => x.frameworkId === CI_FRAMEWORK_ID && x.state === 'RUNNING')!
+  const cutOff = agents.find((a) => a.agentId === task.agentId)!
+  t.ok(cutOff, `the job runs on ${task.agentId}`)
+
+  // a partition: the agent cannot talk, the job's processes go on
+  cutOff.kill('SIGSTOP')
+  t.teardown(() => cutOff.kill('SIGCONT'))
+  const ended = await waitUntil('the run to end', async () => {
+    const v = runView((await ci.service.get(runId))!)
+    return ['succeeded', 'failed', 'error', 'cancelled'].includes(v.state) ? v : undefined
+  }, UNREACHABLE_MS + GONE_MS + 30_000, 200)
+  t.equal(ended.state, 'succeeded', 'the requeued job succeeds on another agent')
+  t.ok(alive(pid), 'the old copy still runs on the cut-off agent')
+
+  cutOff.kill('SIGCONT')
+  const resumedAt = Date.now()
+  await waitUntil('the old copy to be killed', () => !alive(pid), 15_000, 100)
+  t.comment(`old copy killed ${Date.now() - resumedAt} ms after the agent came back`)
+  t.pass('the agent came back, re-registered, and killed the job\'s old copy')
+  const history = (await ci.service.get(runId))!.machine.snapshot.context.jobs[jobId]!.context.history
+  t.same(history.map((h) => h.outcome), ['lost', 'succeeded'], 'the run is unchanged: the lost copy, then the one that succeeded')
+  t.equal(runView((await ci.service.get(runId))!).state, 'succeeded')
+  const stale = master.state().tasks.find((x) => x.taskId === history[0]!.taskId)
+  t.not(stale?.state, 'RUNNING', `the master does not count the old copy as running (${stale?.state ?? 'forgotten'})`)
+  await waitUntil('the cut-off agent active again', () => master.state().agents.find((a) => a.id === cutOff.agentId && a.state === 'active'), 10_000, 100)
+  t.equal(master.state().agents.find((a) => a.id === cutOff.agentId)?.tasks, 0, 'and it runs nothing')
 })
