@@ -16,7 +16,7 @@ export const ErrorCodes = {
   INVALID_SIGNATURE: 'a webhook\'s X-Hub-Signature-256 is missing or does not match its body and the configured secret',
   PAYLOAD_TOO_LARGE: 'an HTTP request body is larger than the route accepts; the message says the limit',
   WEBHOOKS_DISABLED: 'no webhook secret is configured (REGATTA_WEBHOOK_SECRET), so webhooks are refused',
-  GITHUB_API_ERROR: 'the GitHub API refused or failed a request (status reporting); the message has its status',
+  GITHUB_API_ERROR: 'the GitHub API refused or failed a request (commit statuses, head polling); the message has its status',
   INVALID_RESOURCES: 'a resource string or list could not be parsed, or is inconsistent',
   INVALID_CONFIG: 'a flag or environment variable has a bad value',
   CONTAINER_ERROR: 'the containerizer could not create, start or watch a container',

@@ -307,9 +307,11 @@ program.command('ci')
   .option('--public-url <url>', 'base URL of the runs UI, for links in commit statuses (env REGATTA_PUBLIC_URL)')
   .option('--replicas <n>', 'JetStream KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
   .option('--no-cancel-superseded', 'keep older runs of a branch or pull request running when a newer push arrives (env REGATTA_CANCEL_SUPERSEDED=false)')
-  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean }) => {
-    const { runCi, ciEnv } = await import('../../ci/src/main.js')
+  .option('--github-poll-interval <duration>', 'how often GitHub is asked for branch heads and pull requests that no webhook announced; 0 or off: never (env REGATTA_GITHUB_POLL_INTERVAL, default 60s)')
+  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string }) => {
+    const { runCi, ciEnv, pollInterval } = await import('../../ci/src/main.js')
     const env = ciEnv()
+    if (opts.githubPollInterval !== undefined) env.githubPollIntervalMs = pollInterval(opts.githubPollInterval)
     // the flag, when given, wins over the environment
     if (!opts.cancelSuperseded) env.cancelSuperseded = false
     const publicUrl = opts.publicUrl ?? env.publicUrl
