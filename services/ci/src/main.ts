@@ -161,10 +161,10 @@ export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 
 }
 
 /** REGATTA_GITHUB_POLL_INTERVAL: a duration, or 0 / off for no polling. */
-export function pollInterval(text: string): number {
+export function pollInterval(text: string, what = 'REGATTA_GITHUB_POLL_INTERVAL'): number {
   if (/^\s*(off|0)\s*$/i.test(text)) return 0
-  const ms = parseDuration(text, 'REGATTA_GITHUB_POLL_INTERVAL')
+  const ms = parseDuration(text, what)
   if (ms === 0) return 0
-  if (ms < 100) throw new RegattaError('INVALID_CONFIG', `REGATTA_GITHUB_POLL_INTERVAL: "${text}" is too short (at least 100ms; 0 or off for no polling)`)
+  if (ms < 100) throw new RegattaError('INVALID_CONFIG', `${what}: "${text}" is too short (at least 100ms; 0 or off for no polling)`)
   return ms
 }

@@ -311,7 +311,7 @@ program.command('ci')
   .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string }) => {
     const { runCi, ciEnv, pollInterval } = await import('../../ci/src/main.js')
     const env = ciEnv()
-    if (opts.githubPollInterval !== undefined) env.githubPollIntervalMs = pollInterval(opts.githubPollInterval)
+    if (opts.githubPollInterval !== undefined) env.githubPollIntervalMs = pollInterval(opts.githubPollInterval, '--github-poll-interval')
     // the flag, when given, wins over the environment
     if (!opts.cancelSuperseded) env.cancelSuperseded = false
     const publicUrl = opts.publicUrl ?? env.publicUrl
