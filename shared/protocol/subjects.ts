@@ -36,6 +36,8 @@ export const Subjects = {
   /** Agent -> JetStream: task output for one framework's task. */
   taskOutput: (frameworkId: string, taskId: string) => `regatta.output.${idToken(frameworkId)}.${idToken(taskId)}`,
   taskOutputAll: 'regatta.output.>',
+  /** CI replica -> the CI replica holding the lease (request): triggers, cancels, reruns. */
+  ciLeader: 'regatta.ci.leader',
   /** Operator -> CI services (request, queue group): store, list or delete repository secrets. */
   ciSecrets: 'regatta.ci.secrets',
 } as const
@@ -55,6 +57,8 @@ export const Consumers = {
 export const Buckets = {
   /** Master leader lease. */
   leader: 'regatta-leader',
+  /** CI service lease: its holder runs the CI framework. */
+  ciLeader: 'regatta-ci-leader',
   /** Master registry. */
   registry: 'regatta-registry',
   /** Pool policies (PoolPolicy, shared/protocol/pool.ts), key idToken(pool): written by `regatta pool set`, read by the scaler. */

@@ -57,6 +57,8 @@ export interface CiRunOptions {
   secretsKey?: Buffer
   /** A newer push to a branch or pull request cancels its older runs (REGATTA_CANCEL_SUPERSEDED, default true). */
   cancelSuperseded?: boolean
+  /** TTL of the CI lease (one replica runs the framework; another takes over this long after it dies). */
+  leaseTtlMs?: number
   /** How long job logs are kept after their task ended (REGATTA_LOG_RETENTION, default 30 days). */
   logRetentionMs?: number
   /**
@@ -99,6 +101,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     nc, logger, schedules, ...(statuses ? { statuses } : {}), ...(o.publicUrl ? { publicUrl: o.publicUrl } : {}), ...(o.githubToken ? { githubToken: o.githubToken } : {}),
     ...(o.replicas ? { replicas: o.replicas } : {}), secrets, logs,
     ...(o.cancelSuperseded !== undefined ? { cancelSuperseded: o.cancelSuperseded } : {}),
+    ...(o.leaseTtlMs !== undefined ? { leaseTtlMs: o.leaseTtlMs } : {}),
     ...(ledger ? { heads: ledger } : {}),
   })
   await service.start()

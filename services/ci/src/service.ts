@@ -3,12 +3,12 @@
 // this module applies their effects: jobs placed on offers as tasks, task updates fed back,
 // commit statuses reported, every run persisted in NATS KV so that a restarted service resumes.
 import { randomBytes } from 'node:crypto'
-import type { KV, NatsConnection } from 'nats'
+import type { KV, NatsConnection, Subscription } from 'nats'
 import { createActor, type Actor } from 'xstate'
-import { ClusterState, Subjects, isTerminal, wasPreempted, type Offer, type ResourceRequest, type TaskStatus } from '../../../shared/protocol/index.js'
+import { Buckets, CiLeaderCall, CiLeaderReply, ClusterState, Subjects, isTerminal, wasPreempted, type Offer, type ResourceRequest, type TaskStatus } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { Scheduler } from '../../../shared/scheduler/index.js'
-import { request } from '../../../shared/nats/index.js'
+import { LeaderLease, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import {
@@ -31,6 +31,8 @@ export const CI_FRAMEWORK_ID = 'regatta-ci'
 export const CI_ROLES = ['ci/push', 'ci/tag', 'ci/pull_request', 'ci/schedule', 'ci/manual']
 /** Plans (each a checkout of the commit) at the same time. */
 export const MAX_PLANNING = 4
+/** A job launched this long ago whose task has not started is asked about (a lost launch). */
+const RECONCILE_STARTING_MS = 60_000
 
 /** What the service keeps about a run besides its machine. */
 export interface RunMeta {
@@ -65,6 +67,8 @@ export interface CiOptions {
   logs?: Pick<LogArchive, 'archive'>
   /** Repository secrets, opened for the jobs that name them. */
   secrets?: Pick<SecretStore, 'resolve'>
+  /** TTL of the CI lease: a replica that dies is replaced after about this long (default 5 s). */
+  leaseTtlMs?: number
   /** Where the default branch's schedules are recorded (cron runs). */
   schedules?: Pick<Schedules, 'record'>
   /**
@@ -89,7 +93,14 @@ export function newRunId(now: number): string {
 }
 
 export class CiService {
-  readonly scheduler: Scheduler
+  /** The framework connection, while this replica holds the CI lease. */
+  private sched: Scheduler | undefined
+  private lease?: LeaderLease
+  /** The lead being taken (runs resumed, framework subscribed), awaited by start(). */
+  private leading?: Promise<void>
+  private leaderCalls?: Subscription
+  private reconcileTimer?: Timer
+  readonly id = `ci-${randomBytes(4).toString('hex')}`
   private readonly nc: NatsConnection
   private readonly log: Logger
   private readonly clock: Clock
@@ -123,7 +134,7 @@ export class CiService {
         this.wantOffers()
       },
       killTask: ({ taskId }) => {
-        this.scheduler.kill(taskId).catch((err: Error) => this.log.warn({ err: err.message, taskId }, 'kill failed'))
+        this.sched?.kill(taskId).catch((err: Error) => this.log.warn({ err: err.message, taskId }, 'kill failed'))
       },
       reportStatus: ({ runId, jobId, status, description }) => {
         const run = this.runs.get(runId)
@@ -147,25 +158,106 @@ export class CiService {
         }
       },
     } as Parameters<typeof createRunMachine>[0])
-    this.scheduler = new Scheduler({
-      nc: o.nc,
+  }
+
+  /** The framework's scheduler; only the replica holding the CI lease has one. */
+  get scheduler(): Scheduler {
+    if (!this.sched) throw new RegattaError('NOT_LEADER', 'this CI replica does not hold the CI lease')
+    return this.sched
+  }
+
+  /** True while this replica runs the CI framework (the others hand it their writes). */
+  get isLeader(): boolean {
+    return this.sched !== undefined && (this.lease?.isLeader ?? false)
+  }
+
+  /**
+   * Opens the runs bucket and contends for the CI lease: the holder resumes the stored runs and
+   * runs the framework; a standby serves reads from KV and hands triggers, cancels and reruns to
+   * the holder, and takes over when the holder's lease lapses.
+   */
+  async start(): Promise<void> {
+    this.kv = await this.nc.jetstream().views.kv(RUNS_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
+    this.lease = new LeaderLease({
+      nc: this.nc, bucket: Buckets.ciLeader, ttlMs: this.o.leaseTtlMs ?? 5_000, holderId: this.id, replicas: this.o.replicas ?? 1,
+      logger: this.log, clock: this.clock,
+      onElected: () => { this.leading = this.lead().catch((err: Error) => this.log.error({ err: err.message }, 'could not take the CI lead')) },
+      onDemoted: (why) => { void this.standBy(why) },
+    })
+    await this.lease.start()
+    await this.leading
+  }
+
+  private async lead(): Promise<void> {
+    this.log.info({ id: this.id }, 'this CI replica leads: resuming runs')
+    await this.resumeRuns()
+    const sched = new Scheduler({
+      nc: this.nc,
       framework: { id: CI_FRAMEWORK_ID, name: 'regatta-ci', roles: CI_ROLES, revocable: true, failoverTimeoutMs: 3_600_000 },
-      logger: o.logger,
+      logger: this.log,
       onEvent: (e) => {
         if (e.type === 'OFFERS') void this.onOffers(e.offers)
         else if (e.type === 'UPDATE') void this.onUpdate(e.status)
       },
     })
+    // set first: offers and updates may arrive while it subscribes
+    this.sched = sched
+    await sched.start()
+    this.leaderCalls = serve(this.nc, Subjects.ciLeader, CiLeaderCall, (c) => this.handleForwarded(c), { logger: this.log })
+    const active = [...this.runs.values()].flatMap((r) => activeTasks(persistRun(r.actor)).map((t) => ({ taskId: t.taskId })))
+    if (active.length > 0) await sched.reconcile(active)
+    void this.learnVolumes()
+    this.wantedRoles = undefined
+    this.toldDemand = undefined
+    this.wantOffers()
+    this.reconcileTimer = this.clock.setInterval(() => this.reconcileStarting(), RECONCILE_STARTING_MS)
   }
 
-  async start(): Promise<void> {
-    this.kv = await this.nc.jetstream().views.kv(RUNS_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
-    await this.resumeRuns()
-    await this.scheduler.start()
-    const active = [...this.runs.values()].flatMap((r) => activeTasks(persistRun(r.actor)).map((t) => ({ taskId: t.taskId })))
-    if (active.length > 0) await this.scheduler.reconcile(active)
-    void this.learnVolumes()
-    this.wantOffers()
+  /** Lost the lease: stop acting at once; what the runs reached is in KV for the next holder. */
+  private async standBy(why: string): Promise<void> {
+    const sched = this.sched
+    if (!sched) return
+    this.log.warn({ id: this.id, why }, 'this CI replica no longer leads')
+    this.sched = undefined
+    this.reconcileTimer?.cancel()
+    this.leaderCalls?.unsubscribe()
+    for (const r of this.runs.values()) r.actor.stop()
+    this.runs.clear()
+    this.waiting.clear()
+    this.tasks.clear()
+    await sched.stop().catch(() => undefined)
+  }
+
+  /**
+   * Jobs launched a while ago whose task never started are asked about (RECONCILE): a launch
+   * that never reached the master is answered LOST and the job requeued, instead of waiting.
+   */
+  private reconcileStarting(): void {
+    if (!this.sched) return
+    const now = this.clock.now()
+    const tasks = [...this.runs.values()].flatMap((r) => {
+      const jobs = persistRun(r.actor).snapshot.context.jobs
+      return activeTasks(persistRun(r.actor)).filter((t) => {
+        const c = jobs[t.jobId]?.context
+        return c && c.startedAt === null && c.launchedAt !== null && now - c.launchedAt > RECONCILE_STARTING_MS
+      }).map((t) => ({ taskId: t.taskId }))
+    })
+    if (tasks.length > 0) this.sched.reconcile(tasks).catch((err: Error) => this.log.warn({ err: err.message }, 'reconcile failed'))
+  }
+
+  private async handleForwarded(c: CiLeaderCall): Promise<RunDocument | { ok: true }> {
+    switch (c.type) {
+      case 'SUBMIT': this.submit(c.trigger as Trigger); return { ok: true }
+      case 'TRIGGER': return this.trigger(c.trigger as Trigger)
+      case 'CANCEL': return this.cancel(c.runId)
+      case 'RERUN': return this.rerun(c.runId)
+    }
+  }
+
+  /** A write this standby hands to the replica holding the CI lease (retried while none holds it). */
+  private async forward(c: CiLeaderCall): Promise<RunDocument> {
+    const reply = await requestWithRetry(this.nc, Subjects.ciLeader, c, CiLeaderReply, { deadlineMs: 30_000, timeoutMs: 120_000 })
+    return reply as unknown as RunDocument
   }
 
   /** Learns the cache volumes on the agents from the master's state (those in use are in no offer). */
@@ -179,8 +271,13 @@ export class CiService {
 
   async stop(): Promise<void> {
     await this.saved.flush()
-    await this.scheduler.stop()
+    this.reconcileTimer?.cancel()
+    this.leaderCalls?.unsubscribe()
+    await this.sched?.stop()
+    this.sched = undefined
     for (const r of this.runs.values()) r.actor.stop()
+    // the next replica takes over at once rather than after the lease's TTL
+    await this.lease?.resign()
   }
 
   // ---- runs ---------------------------------------------------------------------------------
@@ -222,6 +319,10 @@ export class CiService {
    * commit out): a webhook is answered at once, however many pushes arrive together.
    */
   submit(trigger: Trigger): void {
+    if (!this.sched) {
+      this.forward({ type: 'SUBMIT', trigger }).catch((err: Error) => this.log.error({ err: err.message, repo: trigger.repo.fullName, sha: trigger.sha }, 'cannot hand a trigger to the leading CI replica'))
+      return
+    }
     this.planQueue.push(trigger)
     this.drainPlans()
   }
@@ -248,6 +349,7 @@ export class CiService {
 
   /** Plans the trigger's commit and starts a run; returns it (ended `error` when a pipeline is invalid). */
   async trigger(trigger: Trigger): Promise<RunDocument> {
+    if (!this.sched) return this.forward({ type: 'TRIGGER', trigger: trigger as unknown as Extract<CiLeaderCall, { type: 'TRIGGER' }>['trigger'] })
     const runId = newRunId(this.clock.now())
     const meta: RunMeta = { runId, trigger, createdAt: this.clock.now(), jobs: {} }
     let planError: string | undefined
@@ -302,6 +404,7 @@ export class CiService {
   }
 
   async cancel(runId: string): Promise<RunDocument> {
+    if (!this.sched) return this.forward({ type: 'CANCEL', runId })
     const live = await this.live(runId)
     live.actor.send({ type: 'CANCEL', at: this.clock.now() })
     await this.saved.flush()
@@ -310,6 +413,7 @@ export class CiService {
 
   /** A new run of the same trigger (the commit's pipelines planned again). */
   async rerun(runId: string): Promise<RunDocument> {
+    if (!this.sched) return this.forward({ type: 'RERUN', runId })
     const doc = await this.get(runId)
     if (!doc) throw new RegattaError('NOT_FOUND', `no run ${runId}`)
     return this.trigger({ ...doc.meta.trigger, deliveryId: undefined })
@@ -380,6 +484,7 @@ export class CiService {
    * with nothing to run.
    */
   private wantOffers(): void {
+    if (!this.sched) return
     this.tellDemand()
     const wanted = new Set<string>()
     for (const w of this.waiting.values()) {
@@ -390,8 +495,8 @@ export class CiService {
     if (key === this.wantedRoles) return
     this.wantedRoles = key
     const unwanted = CI_ROLES.filter((r) => !wanted.has(r))
-    if (unwanted.length > 0) this.scheduler.suppress(unwanted).catch((err: Error) => this.log.warn({ err: err.message }, 'suppress failed'))
-    if (wanted.size > 0) this.scheduler.revive([...wanted]).catch((err: Error) => this.log.warn({ err: err.message }, 'revive failed'))
+    if (unwanted.length > 0) this.sched?.suppress(unwanted).catch((err: Error) => this.log.warn({ err: err.message }, 'suppress failed'))
+    if (wanted.size > 0) this.sched?.revive([...wanted]).catch((err: Error) => this.log.warn({ err: err.message }, 'revive failed'))
   }
 
   private async onOffers(offers: Offer[]): Promise<void> {
@@ -414,7 +519,7 @@ export class CiService {
     }
     const { placements, unused } = placeJobs(offers, waiting, (agentId, role) => this.volumes.ids(agentId, role))
     if (unused.length > 0) {
-      this.scheduler.decline(unused.map((o) => o.id), { refuseSeconds: this.waiting.size > 0 ? 1 : 30 })
+      this.sched?.decline(unused.map((o) => o.id), { refuseSeconds: this.waiting.size > 0 ? 1 : 30 })
         .catch((err: Error) => this.log.warn({ err: err.message }, 'decline failed'))
     }
     for (const p of placements) {
@@ -440,7 +545,7 @@ export class CiService {
       // the run knows the task before the master does: a crash in between is reconciled as lost
       await this.saved.flush()
       const operations = operationsFor(p, inputs.map(taskSpecFor))
-      this.scheduler.operate([p.offer.id], operations, { refuseSeconds: 1 }).catch((err: Error) => {
+      this.sched?.operate([p.offer.id], operations, { refuseSeconds: 1 }).catch((err: Error) => {
         if (!operations.some((op) => op.type === 'CREATE') || (err as RegattaError).code !== 'INVALID_OPERATION') {
           this.log.warn({ err: err.message }, 'launch failed')
           return
@@ -450,7 +555,7 @@ export class CiService {
         this.log.warn({ agentId: p.offer.agentId, err: err.message }, 'cache volumes refused; launching without them')
         void this.learnVolumes()
         const plain = inputs.map(({ cacheVolume: _v, ...i }) => taskSpecFor({ ...i, resources: i.resources.filter((r) => !r.disk) }))
-        this.scheduler.accept([p.offer.id], plain, { refuseSeconds: 1 }).catch((e: Error) => this.log.warn({ err: e.message }, 'launch failed'))
+        this.sched?.accept([p.offer.id], plain, { refuseSeconds: 1 }).catch((e: Error) => this.log.warn({ err: e.message }, 'launch failed'))
       })
     }
     this.wantOffers()
@@ -468,6 +573,7 @@ export class CiService {
     if (this.demandTimer) return
     this.demandTimer = this.clock.setTimeout(() => {
       this.demandTimer = undefined
+      if (!this.sched) return
       const shapes = new Map<string, ResourceRequest>()
       for (const w of this.waiting.values()) {
         const run = this.runs.get(w.runId)
@@ -484,7 +590,7 @@ export class CiService {
       const key = JSON.stringify(demand)
       if (key === this.toldDemand) return
       this.toldDemand = key
-      this.scheduler.request(demand).catch((err: Error) => {
+      this.sched?.request(demand).catch((err: Error) => {
         this.toldDemand = undefined
         this.log.warn({ err: err.message }, 'could not tell the master the demand')
       })
@@ -532,7 +638,7 @@ export class CiService {
       }
       await this.saved.flush()
     }
-    this.scheduler.acknowledge(status)
+    this.sched?.acknowledge(status)
   }
 }
 
