@@ -30,6 +30,7 @@ export const ErrorCodes = {
   SECRETS_UNAVAILABLE: 'no secrets key is configured (REGATTA_SECRETS_KEY), or a stored secret does not open with it',
   OPERATOR_API_DISABLED: 'an operator HTTP call (drain, undrain...) reached a master with no operator token configured (--operator-token / REGATTA_OPERATOR_TOKEN), so it is refused (HTTP 403)',
   UNAUTHORIZED: 'an operator HTTP call carried no `Authorization: Bearer <token>` header, or not the configured operator token (HTTP 401)',
+  NATS_AUTH: 'the NATS server refused the connection\'s user or password (REGATTA_NATS_USER / REGATTA_NATS_PASSWORD, or user:password in the NATS URL)',
   PROVIDER_FAILED: 'a scaler provider could not start or stop an agent (the process did not spawn, the container or its image could not be made); the message names the pool and the cause',
   INTERNAL: 'an unexpected failure; the message says where',
 } as const

@@ -9,16 +9,89 @@ import { RegattaError, isWireError } from '../errors/index.js'
 import { decode, encode, validate } from '../protocol/codec.js'
 import { Consumers, Streams, Subjects } from '../protocol/subjects.js'
 import { requesterFor } from './requester.js'
+import { inboxPrefixFor } from './auth.js'
 import type { Logger } from '../log/index.js'
 
 export type { NatsConnection, Msg, Subscription }
 
 export const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222'
 
+/** How a component proves who it is to NATS and checks the server: all optional (an open server needs none). */
+export interface NatsSecurity {
+  user?: string
+  password?: string
+  /** PEM file of the CA that signed the server's certificate (TLS). */
+  caFile?: string
+  /** PEM client certificate and key, for a server that verifies clients (TLS `verify`). */
+  certFile?: string
+  keyFile?: string
+}
+
+/** REGATTA_NATS_USER, REGATTA_NATS_PASSWORD, REGATTA_NATS_CA, REGATTA_NATS_CERT, REGATTA_NATS_KEY. */
+export function natsSecurityFromEnv(env: NodeJS.ProcessEnv = process.env): NatsSecurity {
+  const s: NatsSecurity = {}
+  if (env.REGATTA_NATS_USER) s.user = env.REGATTA_NATS_USER
+  if (env.REGATTA_NATS_PASSWORD) s.password = env.REGATTA_NATS_PASSWORD
+  if (env.REGATTA_NATS_CA) s.caFile = env.REGATTA_NATS_CA
+  if (env.REGATTA_NATS_CERT) s.certFile = env.REGATTA_NATS_CERT
+  if (env.REGATTA_NATS_KEY) s.keyFile = env.REGATTA_NATS_KEY
+  return s
+}
+
+/** The nats.js options for these credentials: user/pass, its own reply inbox prefix, TLS files. */
+export function natsSecurityOptions(s: NatsSecurity): Partial<ConnectionOptions> {
+  const o: Partial<ConnectionOptions> = {}
+  if ((s.certFile === undefined) !== (s.keyFile === undefined)) {
+    throw new RegattaError('INVALID_CONFIG', 'NATS TLS: a client certificate (REGATTA_NATS_CERT / --nats-cert) needs its key (REGATTA_NATS_KEY / --nats-key) and the other way round')
+  }
+  if (s.password !== undefined && s.user === undefined) throw new RegattaError('INVALID_CONFIG', 'a NATS password was given without a user (REGATTA_NATS_USER / --nats-user)')
+  if (s.user !== undefined) {
+    o.user = s.user
+    o.pass = s.password ?? ''
+    o.inboxPrefix = inboxPrefixFor(s.user)
+  }
+  if (s.caFile || s.certFile) {
+    o.tls = { ...(s.caFile ? { caFile: s.caFile } : {}), ...(s.certFile ? { certFile: s.certFile, keyFile: s.keyFile! } : {}) }
+  }
+  return o
+}
+
+/**
+ * Splits `nats://user:password@host:port` (each server of a comma-separated list) into the
+ * servers and the credentials; the first server with credentials gives them.
+ */
+export function splitNatsUrl(url: string): { servers: string[]; user?: string; password?: string } {
+  let user: string | undefined
+  let password: string | undefined
+  const servers = url.split(',').map((s) => {
+    const m = /^([a-z]+:\/\/)?([^@/]*)@(.*)$/i.exec(s.trim())
+    if (!m) return s.trim()
+    const [u, p] = m[2]!.split(':', 2) as [string, string | undefined]
+    if (user === undefined && u) {
+      user = decodeURIComponent(u)
+      if (p !== undefined) password = decodeURIComponent(p)
+    }
+    return `${m[1] ?? ''}${m[3]}`
+  })
+  return { servers, ...(user !== undefined ? { user } : {}), ...(password !== undefined ? { password } : {}) }
+}
+
+/**
+ * Connects to NATS. Credentials and TLS come, by precedence, from `extra`, from the URL
+ * (`nats://user:password@host:4222`) and from the environment (natsSecurityFromEnv); with a
+ * user, the connection's reply inboxes are `_INBOX.<user>.…` (see shared/nats/auth.ts).
+ */
 export async function connectNats(url: string, name: string, extra: Partial<ConnectionOptions> = {}): Promise<NatsConnection> {
+  const { servers, user, password } = splitNatsUrl(url)
+  const fromEnv = natsSecurityFromEnv()
+  const security = natsSecurityOptions({
+    ...fromEnv,
+    ...(user !== undefined ? { user, password: password ?? '' } : {}),
+  })
+  const shown = servers.join(',')
   try {
     return await connect({
-      servers: url.split(','),
+      servers,
       name,
       maxReconnectAttempts: -1,
       reconnectTimeWait: 250,
@@ -26,11 +99,22 @@ export async function connectNats(url: string, name: string, extra: Partial<Conn
       // no stack capture per request: JetStream publishes are requests, and capturing costs
       // more than the rest of a publish
       noAsyncTraces: true,
+      ...security,
       ...extra,
+      ...(extra.user !== undefined && extra.inboxPrefix === undefined ? { inboxPrefix: inboxPrefixFor(extra.user) } : {}),
     })
   } catch (err) {
-    throw new RegattaError('NO_RESPONDERS', `cannot connect to NATS at ${url}: ${(err as Error).message}`, { cause: err })
+    const e = err as NatsError
+    if (e.code === ErrorCode.AuthorizationViolation || e.code === ErrorCode.AuthenticationExpired) {
+      throw new RegattaError('NATS_AUTH', `NATS at ${shown} refused the credentials of ${security.user ?? extra.user ?? 'an anonymous client'}: ${e.message}`, { cause: err })
+    }
+    throw new RegattaError('NO_RESPONDERS', `cannot connect to NATS at ${shown}: ${e.message}`, { cause: err })
   }
+}
+
+/** True when the error is the server refusing a subject (a permissions violation). */
+export function isPermissionsViolation(err: unknown): boolean {
+  return err instanceof NatsError && err.code === ErrorCode.PermissionsViolation
 }
 
 function toRegattaError(err: unknown, subject: string): RegattaError {
@@ -213,3 +297,4 @@ export { LeaderLease, type LeaseHolder, type LeaseOptions } from './lease.js'
 export { JetStreamPublisher } from './publisher.js'
 export { StatusUpdateSender } from './update-sender.js'
 export { Requester, requesterFor } from './requester.js'
+export * from './auth.js'

@@ -15,7 +15,8 @@ interface Pending {
 const SWEEP_MS = 50
 
 export class Requester {
-  private readonly inbox = createInbox()
+  // the connection's inbox prefix: with NATS users, each may subscribe only to its own inboxes
+  private readonly inbox: string
   private readonly sub: Subscription
   private readonly pending = new Map<number, Pending>()
   private seq = 0
@@ -23,6 +24,7 @@ export class Requester {
   private closed = false
 
   constructor(private readonly nc: NatsConnection) {
+    this.inbox = createInbox((nc as { options?: { inboxPrefix?: string } }).options?.inboxPrefix)
     this.sub = nc.subscribe(`${this.inbox}.*`, {
       callback: (err, m) => {
         if (err) return

@@ -10,10 +10,14 @@ export interface LocalNatsServer {
   stop(): Promise<void>
 }
 
-export async function spawnNatsServer(o: { host?: string; port: number; storeDir: string; args?: string[]; inheritLogs?: boolean }): Promise<LocalNatsServer> {
+/**
+ * `configFile` is a nats-server config (e.g. the `authorization` block of shared/nats/auth.ts
+ * and a `tls` block) read before the flags, so host, port and store still come from here.
+ */
+export async function spawnNatsServer(o: { host?: string; port: number; storeDir: string; args?: string[]; inheritLogs?: boolean; configFile?: string }): Promise<LocalNatsServer> {
   const host = o.host ?? '127.0.0.1'
   let out = ''
-  const child = spawn('nats-server', ['-a', host, '-p', String(o.port), '-js', '-sd', o.storeDir, ...(o.args ?? [])], {
+  const child = spawn('nats-server', [...(o.configFile ? ['-c', o.configFile] : []), '-a', host, '-p', String(o.port), '-js', '-sd', o.storeDir, ...(o.args ?? [])], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const collect = (d: Buffer): void => {

@@ -1,0 +1,136 @@
+// NATS users with least-privilege permissions (shared/nats/auth.ts) on a real nats-server:
+// each role does its job, and every subject beyond a role's rights is refused by the server.
+import t from 'tap'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect } from 'nats'
+import { connectNats, request, devUsers, type NatsUser } from '../../../shared/nats/index.js'
+import { Buckets, ClusterState, OperatorReply, Subjects, Streams, Consumers } from '../../../shared/protocol/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
+import { silentLogger } from '../../../shared/log/index.js'
+import { parseResources } from '../../../shared/resources/index.js'
+import { Master } from '../../../services/master/src/master.js'
+import { Agent } from '../../../services/agent/src/agent.js'
+import { ProcessContainerizer } from '../../../services/agent/src/containerizer/process.js'
+import { RecordingFramework, fastMasterConfig, shellTask } from '../../helpers/cluster.js'
+import { startSecureNats, until, violations, type SecureNats } from './secure-nats.js'
+
+const users = devUsers({ agentIds: ['a1', 'a2'], frameworkIds: ['fw1', 'fw2'] })
+const as = (name: string): NatsUser => users.find((u) => u.user === name)!
+let nats: SecureNats
+const stops: Array<() => Promise<void>> = []
+let workDir: string
+
+t.before(async () => {
+  nats = await startSecureNats(users)
+  workDir = await mkdtemp(join(tmpdir(), 'regatta-auth-agent-'))
+  const master = new Master({ nc: await nats.connectAs(as('master')), id: 'm1', logger: silentLogger(), config: fastMasterConfig })
+  await master.start()
+  stops.push(() => master.stop())
+  await until('the master to lead', () => master.isLeader, 10_000)
+})
+t.teardown(async () => {
+  for (const s of stops.reverse()) await s().catch(() => undefined)
+  await nats.stop()
+  await rm(workDir, { recursive: true, force: true })
+})
+
+t.test('Checks that a master, an agent and a framework, each connected as its own NATS user, run a task to FINISHED with no permissions violation', async (t) => {
+  const agentNc = await nats.connectAs(as('agent-a1'))
+  const fwNc = await nats.connectAs(as('framework-fw1'))
+  const agentRefused = violations(agentNc)
+  const fwRefused = violations(fwNc)
+  const agent = new Agent({
+    nc: agentNc, id: 'a1', workDir, pool: 'default', resources: parseResources('cpus:2;mem:1024;disk:1000;ports:[31000-31010]'),
+    attributes: {}, containerizer: new ProcessContainerizer({ logger: silentLogger(), limits: false }), logger: silentLogger(),
+    defaultImage: 'regatta/busybox:latest', sandboxRetentionMs: 0,
+  })
+  await agent.start()
+  stops.push(() => agent.stop())
+  const fw = new RecordingFramework(fwNc, { id: 'fw1', name: 'auth-test', roles: ['*'] })
+  await fw.start()
+  stops.push(() => fw.scheduler.stop())
+  await fw.launch(shellTask('t1', 'echo hello'))
+  const end = await fw.terminal('t1')
+  t.equal(end.state, 'FINISHED', 'the task finished')
+  // the agent's object stores (caches, artifacts) work under its permissions
+  const os = await agentNc.jetstream().views.os(Buckets.cache)
+  await os.putBlob({ name: 'k1' }, new TextEncoder().encode('cached'))
+  t.equal(new TextDecoder().decode((await os.getBlob('k1'))!), 'cached', 'the agent stores and reads a cache object')
+  await agentNc.flush()
+  await fwNc.flush()
+  t.same(agentRefused, [], 'the agent was refused nothing')
+  t.same(fwRefused, [], 'the framework was refused nothing')
+})
+
+t.test('Checks that an agent is refused another agent\'s commands, the operator subject, framework events and other replies', async (t) => {
+  const nc = await nats.connectAs(as('agent-a1'), 'rogue-agent')
+  const refused = violations(nc)
+  nc.subscribe(Subjects.agentCommand('a2'))
+  await until('the subscription to a2\'s commands to be refused', () => refused.find((v) => v.subject === Subjects.agentCommand('a2')))
+  t.match(refused.find((v) => v.subject === Subjects.agentCommand('a2')), { operation: 'subscription' })
+
+  nc.subscribe('_INBOX.>')
+  await until('the subscription to every inbox to be refused', () => refused.find((v) => v.subject === '_INBOX.>'))
+
+  // impersonating the master towards another agent, or towards a framework
+  nc.publish(Subjects.agentCommand('a2'), new TextEncoder().encode('{}'))
+  nc.publish(Subjects.frameworkEvents('fw1'), new TextEncoder().encode('{}'))
+  await until('both publishes to be refused', () =>
+    refused.some((v) => v.operation === 'publish' && v.subject === Subjects.agentCommand('a2')) &&
+    refused.some((v) => v.operation === 'publish' && v.subject === Subjects.frameworkEvents('fw1')))
+
+  const call = request(nc, Subjects.masterOperator, { type: 'DRAIN', agentId: 'a2' }, OperatorReply, 1_000)
+  await t.rejects(call, { code: 'TIMEOUT' }, 'the operator call never reached the master')
+  t.ok(refused.some((v) => v.operation === 'publish' && v.subject === Subjects.masterOperator), 'the server refused the operator subject')
+  t.notOk(nc.isClosed(), 'a refusal does not close the connection')
+})
+
+t.test('Checks that a framework is refused another framework\'s events, updates and output, and the operator subject', async (t) => {
+  const nc = await nats.connectAs(as('framework-fw2'), 'rogue-framework')
+  const refused = violations(nc)
+  nc.subscribe(Subjects.frameworkEvents('fw1'))
+  nc.subscribe(Subjects.taskOutput('fw1', 't1'))
+  nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${Streams.updates}.${Consumers.frameworkUpdates('fw1')}`, new TextEncoder().encode('{"batch":1}'))
+  nc.publish(Subjects.masterOperator, new TextEncoder().encode('{"type":"DRAIN","agentId":"a1"}'))
+  nc.publish(Subjects.statusUpdate('fw1'), new TextEncoder().encode('{}'))
+  const want = [
+    ['subscription', Subjects.frameworkEvents('fw1')],
+    ['subscription', Subjects.taskOutput('fw1', 't1')],
+    ['publish', `$JS.API.CONSUMER.MSG.NEXT.${Streams.updates}.${Consumers.frameworkUpdates('fw1')}`],
+    ['publish', Subjects.masterOperator],
+    ['publish', Subjects.statusUpdate('fw1')],
+  ] as const
+  await until('every refusal', () => want.every(([op, s]) => refused.some((v) => v.operation === op && v.subject === s)))
+  t.equal(want.filter(([op, s]) => refused.some((v) => v.operation === op && v.subject === s)).length, want.length, 'each one refused by the server')
+  // its own events are allowed
+  nc.subscribe(Subjects.frameworkEvents('fw2'))
+  await nc.flush()
+  t.notOk(refused.some((v) => v.subject === Subjects.frameworkEvents('fw2')), 'its own events subject is allowed')
+})
+
+t.test('Checks that the operator (CLI) and the scaler may call the operator subject, and the scaler no framework subject', async (t) => {
+  const op = await nats.connectAs(as('operator'))
+  const state = await request(op, Subjects.masterState, {}, ClusterState, 3_000)
+  t.ok(state.agents.some((a) => a.id === 'a1'), 'the operator reads the state')
+  await t.rejects(request(op, Subjects.masterOperator, { type: 'DRAIN', agentId: 'nope' }, OperatorReply, 3_000), { code: 'UNKNOWN_AGENT' }, 'the operator call reached the master (which answered)')
+  const scaler = await nats.connectAs(as('scaler'))
+  const refused = violations(scaler)
+  await t.rejects(request(scaler, Subjects.masterOperator, { type: 'UNDRAIN', agentId: 'nope' }, OperatorReply, 3_000), { code: 'UNKNOWN_AGENT' }, 'the scaler reaches the operator subject')
+  scaler.subscribe(Subjects.frameworkEvents('fw1'))
+  await until('the scaler to be refused framework events', () => refused.find((v) => v.subject === Subjects.frameworkEvents('fw1')))
+  t.pass('refused')
+})
+
+t.test('Checks that a wrong password, an unknown user and no credentials are refused at connect', async (t) => {
+  await t.rejects(connectNats(nats.url, 'x', { user: 'agent-a1', pass: 'wrong-password', maxReconnectAttempts: 0 }), { code: 'NATS_AUTH', message: /agent-a1/ })
+  await t.rejects(connectNats(nats.url, 'x', { user: 'nobody', pass: 'whatever-pw', maxReconnectAttempts: 0 }), RegattaError)
+  await t.rejects(connect({ servers: nats.url, maxReconnectAttempts: 0 }), /Authorization Violation/i)
+  // credentials in the URL work too (as `regatta dev` passes them)
+  const u = as('operator')
+  const nc = await connectNats(nats.url.replace('nats://', `nats://${u.user}:${u.password}@`), 'url-creds')
+  const state = await request(nc, Subjects.masterState, {}, ClusterState, 3_000)
+  t.ok(Array.isArray(state.agents), 'connected with the URL\'s credentials')
+  await nc.close()
+})
