@@ -5,6 +5,9 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { spawnNatsServer } from '../../../shared/nats/server.js'
+import { authorizationConfig, devUsers, type NatsUser } from '../../../shared/nats/auth.js'
+import { CI_FRAMEWORK_ID } from '../../ci/src/service.js'
+import { RegattaError } from '../../../shared/errors/index.js'
 import { createLogger } from '../../../shared/log/index.js'
 import { runMaster } from '../../master/src/main.js'
 import { runAgent } from '../../agent/src/main.js'
@@ -24,7 +27,43 @@ async function devSecretsKey(path: string): Promise<Buffer> {
   return parseSecretsKey(text, path)
 }
 
+/** The agent id `regatta dev --nats-auth` gives its agent (its NATS user may act only as it). */
+export const DEV_AGENT_ID = 'dev-agent'
+
+/**
+ * `--nats-auth`: one NATS user per component with least-privilege permissions
+ * (shared/nats/auth.ts), made once and kept (mode 0600) in DATA/nats-auth.json, and the
+ * nats-server config declaring them in DATA/nats.conf.
+ */
+export async function devNatsAuth(dataDir: string): Promise<{ users: NatsUser[]; configFile: string; usersFile: string }> {
+  const usersFile = join(dataDir, 'nats-auth.json')
+  const text = await readFile(usersFile, 'utf8').catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+    const made = JSON.stringify({ users: devUsers({ agentIds: [DEV_AGENT_ID], ciFrameworkId: CI_FRAMEWORK_ID }) }, null, 2)
+    await writeFile(usersFile, `${made}\n`, { mode: 0o600, flag: 'wx' })
+    return made
+  })
+  let users: NatsUser[]
+  try {
+    users = (JSON.parse(text) as { users: NatsUser[] }).users
+    if (!Array.isArray(users)) throw new Error('no users list')
+  } catch (err) {
+    throw new RegattaError('INVALID_CONFIG', `${usersFile}: not a NATS users file (${(err as Error).message}); remove it to make a new one`)
+  }
+  const configFile = join(dataDir, 'nats.conf')
+  await writeFile(configFile, authorizationConfig(users), { mode: 0o600 })
+  return { users, configFile, usersFile }
+}
+
+/** The URL with one user's credentials in it (connectNats takes them out). */
+function urlAs(url: string, users: NatsUser[] | undefined, role: NatsUser['role']): string {
+  const u = users?.find((x) => x.role === role)
+  return u ? url.replace('nats://', `nats://${encodeURIComponent(u.user)}:${encodeURIComponent(u.password)}@`) : url
+}
+
 export interface DevOptions {
+  /** One NATS user per component with least-privilege permissions (DATA/nats-auth.json). */
+  natsAuth?: boolean
   natsPort: number
   masterPort: number
   ciPort: number
@@ -45,12 +84,14 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     for (const stop of started.splice(0).reverse()) await stop().catch((err: unknown) => logger.warn({ err }, 'stopping a part failed'))
   }
   try {
-    const nats = await spawnNatsServer({ port: o.natsPort, storeDir: join(dataDir, 'nats') })
+    const auth = o.natsAuth ? await devNatsAuth(dataDir) : undefined
+    const users = auth?.users
+    const nats = await spawnNatsServer({ port: o.natsPort, storeDir: join(dataDir, 'nats'), ...(auth ? { configFile: auth.configFile } : {}) })
     started.push(() => nats.stop())
-    const master = await runMaster({ natsUrl: nats.url, id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master') })
+    const master = await runMaster({ natsUrl: urlAs(nats.url, users, 'master'), id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master') })
     started.push(() => master.stop())
     const agent = await runAgent({
-      natsUrl: nats.url, workDir: join(dataDir, 'agent'), logger: createLogger('agent'),
+      natsUrl: urlAs(nats.url, users, 'agent'), workDir: join(dataDir, 'agent'), logger: createLogger('agent'), ...(users ? { id: DEV_AGENT_ID } : {}),
       ...(o.containerizer ? { containerizer: o.containerizer } : {}),
       // what its jobs leave unused is offered as revocable (jobs with `revocable: true`)
       oversubscription: {},
@@ -62,7 +103,7 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     const secretGenerated = env.webhookSecret === undefined
     const webhookSecret = env.webhookSecret ?? randomBytes(16).toString('hex')
     const ci = await runCi({
-      ...env, natsUrl: nats.url, http: ciAt, webhookSecret, logger: createLogger('ci'),
+      ...env, natsUrl: urlAs(nats.url, users, 'ci'), http: ciAt, webhookSecret, logger: createLogger('ci'),
       // secrets need a key: without REGATTA_SECRETS_KEY, one kept in the data directory
       secretsKey: env.secretsKey ?? await devSecretsKey(join(dataDir, 'secrets.key')),
       // status links point at this machine's runs UI (port 0 is known only once listening)
@@ -71,13 +112,13 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     started.push(() => ci.stop())
     // agents it starts use the same containerizer as the agent above, and end with `regatta dev`
     const scaler = await runScaler({
-      natsUrl: nats.url, dataDir: join(dataDir, 'scaler'), providers: ['process'], logger: createLogger('scaler'), stopInstancesOnExit: true,
+      natsUrl: urlAs(nats.url, users, 'scaler'), dataDir: join(dataDir, 'scaler'), providers: ['process'], logger: createLogger('scaler'), stopInstancesOnExit: true,
       ...(o.containerizer ? { agentContainerizer: o.containerizer } : {}),
     })
     started.push(() => scaler.stop())
     const lines = [
       'Regatta is running on this machine:',
-      `  NATS        ${nats.url}`,
+      `  NATS        ${nats.url}${auth ? ` (users and passwords in ${auth.usersFile}; the CLI: REGATTA_NATS_USER=operator REGATTA_NATS_PASSWORD=...)` : ''}`,
       `  master UI   ${master.httpUrl ?? '-'}/`,
       `  agent       ${agent.agent.id} (${agent.agent.info.containerizer} containerizer)`,
       `  runs UI     ${ci.url}/`,

@@ -53,7 +53,8 @@ program.command('dev')
   .option('--ci-port <n>', 'CI HTTP port', '8080')
   .option('--data <dir>', 'data directory', '.regatta')
   .addOption(new Option('--containerizer <kind>', 'force a containerizer').choices(['docker', 'process']))
-  .action(async (opts: { natsPort: string; masterPort: string; ciPort: string; data: string; containerizer?: 'docker' | 'process' }) => {
+  .option('--nats-auth', 'one NATS user per component with least-privilege permissions (kept in DATA/nats-auth.json)')
+  .action(async (opts: { natsPort: string; masterPort: string; ciPort: string; data: string; containerizer?: 'docker' | 'process'; natsAuth?: boolean }) => {
     const { runDev } = await import('./dev.js')
     await serveUntilSignal(() => runDev({
       natsPort: parseIntArg(opts.natsPort, '--nats-port', 1, 65535),
@@ -61,6 +62,7 @@ program.command('dev')
       ciPort: parseIntArg(opts.ciPort, '--ci-port', 0, 65535),
       dataDir: opts.data,
       ...(opts.containerizer ? { containerizer: opts.containerizer } : {}),
+      ...(opts.natsAuth ? { natsAuth: true } : {}),
     }))
   })
 
