@@ -64,7 +64,7 @@ t.teardown(async () => {
 })
 
 async function trigger(): Promise<string> {
-  const res = await fetch(`${ci.url}/api/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ repo: f.repo.url, ref: 'main', sha }) })
+  const res = await fetch(`${ci.url}/api/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json', ...f.authHeaders }, body: JSON.stringify({ repo: f.repo.url, ref: 'main', sha }) })
   if (res.status !== 201) throw new Error(`trigger: ${res.status} ${await res.text()}`)
   return ((await res.json()) as RunView).runId
 }

@@ -18,6 +18,10 @@ export interface CiFixture {
   api: FakeGitHubApi
   repo: TestRepo
   webhookSecret: string
+  /** The CI service's operator token (writes: trigger, cancel, rerun). */
+  operatorToken: string
+  /** `{ authorization: 'Bearer <operator token>' }`, for fetches that write. */
+  authHeaders: Record<string, string>
   /** A signed push webhook of `sha` to `branch` (default main) of repository `octo/app`. */
   push(sha: string, o?: { branch?: string; deliveryId?: string; repo?: string }): Promise<Response>
   getRun(runId: string): Promise<RunView>
@@ -37,8 +41,13 @@ export interface CiFixtureOptions {
   ci?: Partial<CiRunOptions>
 }
 
+/** The fixture CI service's operator token; the `regatta` processes tests start find it in REGATTA_TOKEN. */
+export const FIXTURE_OPERATOR_TOKEN = 'fixture-operator-token'
+
 export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
   const webhookSecret = 'fixture-secret'
+  const operatorToken = FIXTURE_OPERATOR_TOKEN
+  process.env.REGATTA_TOKEN = operatorToken
   const cluster = await startCluster()
   const parts: Partial<CiFixture> = { cluster }
   const stop = async (): Promise<void> => {
@@ -55,8 +64,15 @@ export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
     await cluster.startAgent({ containerizer, ...(o.agentResources ? { resources: o.agentResources } : {}), ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}) })
     const api = parts.api = await startFakeGitHubApi()
     const repo = parts.repo = await createRepo()
+    // the CI service's HTTP API takes its tokens from the environment when it starts (shared/http
+    // httpAuthFrom); set for that moment only, so that masters started later do not get it
+    const before = process.env.REGATTA_OPERATOR_TOKEN
+    process.env.REGATTA_OPERATOR_TOKEN = operatorToken
     const ci = parts.ci = await runCi({
       natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret, githubApiUrl: api.url, logger: silentLogger(), ...o.ci,
+    }).finally(() => {
+      if (before === undefined) delete process.env.REGATTA_OPERATOR_TOKEN
+      else process.env.REGATTA_OPERATOR_TOKEN = before
     })
     const getRun = async (runId: string): Promise<RunView> => await (await fetch(`${ci.url}/api/v1/runs/${runId}`)).json() as RunView
     const findRun = async (which: { runId: string } | { sha: string }): Promise<RunView | undefined> => {
@@ -66,7 +82,7 @@ export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
       return run ? getRun(run.runId) : undefined
     }
     return {
-      cluster, ci, api, repo, webhookSecret, getRun,
+      cluster, ci, api, repo, webhookSecret, getRun, operatorToken, authHeaders: { authorization: `Bearer ${operatorToken}` },
       async push(sha, p = {}) {
         const body = JSON.stringify(pushPayload({ repo: p.repo ?? 'octo/app', cloneUrl: repo.url, after: sha, branch: p.branch ?? 'main' }))
         return fetch(`${ci.url}/webhooks/github`, {

@@ -6,7 +6,7 @@ import { Registry, Counter, collectDefaultMetrics } from 'prom-client'
 import type { NatsConnection } from 'nats'
 import { RegattaError, httpStatusOf } from '../../../shared/errors/index.js'
 import type { Logger } from '../../../shared/log/index.js'
-import { webhookRoutes, type DeliveryLog } from './github/index.js'
+import { WEBHOOK_PATH, webhookRoutes, type DeliveryLog } from './github/index.js'
 import type { CiService } from './service.js'
 import { runView, type StuckView } from './views.js'
 import { DEFAULT_STUCK_BOUNDS, TIMEOUT_GRACE_MS, stuckItems, type StuckBounds } from './stuck.js'
@@ -18,6 +18,7 @@ import { artifactName } from './task-spec.js'
 import { artifactStore, savedArtifacts } from './artifacts.js'
 import { Readable } from 'node:stream'
 import { Buckets } from '../../../shared/protocol/index.js'
+import { httpAuthFrom, installAccessHook, type HttpAuth } from '../../../shared/http/index.js'
 
 export interface CiHttpOptions {
   service: CiService
@@ -29,6 +30,8 @@ export interface CiHttpOptions {
   logs: LogArchive
   /** The runs web UI (HTML) at `/`, when given. */
   page?: () => string
+  /** Who may read and who may write (shared/http/auth.ts); default: httpAuthFrom(process.env). */
+  auth?: HttpAuth
 }
 
 export function createCiHttp(o: CiHttpOptions): FastifyInstance {
@@ -46,6 +49,10 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
   app.setNotFoundHandler((req, reply) => {
     void reply.code(404).send({ error: { code: 'NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` } })
   })
+
+  // GET routes read, other methods write (an operator token); the webhook has its own signature,
+  // the UI's pages hold no data (their script sends the token)
+  installAccessHook(app, o.auth ?? httpAuthFrom({}, process.env), { public: ['/health', WEBHOOK_PATH, '/', '/runs/:id'] })
 
   void app.register(webhookRoutes, {
     secret: o.webhookSecret,

@@ -1,6 +1,8 @@
 // A client of the CI service's HTTP API (GET/POST /api/v1/runs...), for the run commands of
 // `regatta` (runs, logs, trigger): they talk to the CI service over HTTP, not to NATS.
+import { readFileSync } from 'node:fs'
 import { RegattaError, isWireError } from '../../../shared/errors/index.js'
+import { checkTokenText } from '../../../shared/http/index.js'
 import type { RunView, StuckView } from '../../ci/src/views.js'
 
 export const DEFAULT_CI_URL = 'http://127.0.0.1:8080'
@@ -21,6 +23,27 @@ export function ciUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): stri
   return url.replace(/\/+$/, '')
 }
 
+/** Where `regatta dev` writes its operator token (under its default --data directory). */
+export const DEV_TOKEN_FILE = '.regatta/token'
+
+/**
+ * The bearer token the run commands send: `--token`, else REGATTA_TOKEN, else
+ * REGATTA_OPERATOR_TOKEN (a machine that runs the services), else what `regatta dev` wrote to
+ * .regatta/token in this directory; none: requests carry no token (open reads in `regatta dev`).
+ */
+export function ciToken(flag?: string, env: NodeJS.ProcessEnv = process.env, devTokenFile = DEV_TOKEN_FILE): string | undefined {
+  if (flag !== undefined) return checkTokenText(flag, '--token')
+  if (env.REGATTA_TOKEN) return checkTokenText(env.REGATTA_TOKEN, 'REGATTA_TOKEN')
+  if (env.REGATTA_OPERATOR_TOKEN) return checkTokenText(env.REGATTA_OPERATOR_TOKEN, 'REGATTA_OPERATOR_TOKEN')
+  let text: string
+  try {
+    text = readFileSync(devTokenFile, 'utf8')
+  } catch {
+    return undefined
+  }
+  return checkTokenText(text.trim(), devTokenFile)
+}
+
 /** One piece of a job's output as the log's event stream sends it. */
 export interface LogOutput {
   stream: 'stdout' | 'stderr'
@@ -34,7 +57,8 @@ export interface TriggerRequest {
 }
 
 export class CiClient {
-  constructor(readonly baseUrl: string) {}
+  /** `token`: sent as `Authorization: Bearer <token>` with every request. */
+  constructor(readonly baseUrl: string, private readonly token?: string) {}
 
   async listRuns(limit?: number): Promise<RunView[]> {
     const body = await this.json<{ runs: RunView[] }>('GET', `/api/v1/runs${limit === undefined ? '' : `?limit=${limit}`}`)
@@ -111,7 +135,10 @@ export class CiClient {
     try {
       res = await fetch(`${this.baseUrl}${path}`, {
         method,
-        headers: { ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        headers: {
+          ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+        },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         ...(timeoutMs === null ? {} : { signal: AbortSignal.timeout(timeoutMs) }),
       })

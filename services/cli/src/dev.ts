@@ -15,6 +15,7 @@ import { ciEnv, runCi } from '../../ci/src/main.js'
 import { runScaler } from '../../scaler/src/main.js'
 import { assertListenable } from './ports.js'
 import { newSecretsKey, parseSecretsKey } from '../../../shared/secrets/index.js'
+import { checkTokenText } from '../../../shared/http/index.js'
 
 /** The key sealing this machine's secrets: made once, kept (mode 0600) beside the rest of the data. */
 async function devSecretsKey(path: string): Promise<Buffer> {
@@ -61,6 +62,21 @@ function urlAs(url: string, users: NatsUser[] | undefined, role: NatsUser['role'
   return u ? url.replace('nats://', `nats://${encodeURIComponent(u.user)}:${encodeURIComponent(u.password)}@`) : url
 }
 
+/**
+ * The operator token of this machine's HTTP APIs: REGATTA_OPERATOR_TOKEN, else made once and kept
+ * (mode 0600) in DATA/token, where the CLI run from the same directory finds it (.regatta/token).
+ */
+async function devOperatorToken(path: string): Promise<{ token: string; generated: boolean }> {
+  if (process.env.REGATTA_OPERATOR_TOKEN) return { token: process.env.REGATTA_OPERATOR_TOKEN, generated: false }
+  const text = await readFile(path, 'utf8').catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+    const made = randomBytes(24).toString('base64url')
+    await writeFile(path, `${made}\n`, { mode: 0o600, flag: 'wx' })
+    return made
+  })
+  return { token: checkTokenText(text.trim(), path), generated: true }
+}
+
 export interface DevOptions {
   /** One NATS user per component with least-privilege permissions (DATA/nats-auth.json). */
   natsAuth?: boolean
@@ -86,9 +102,13 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
   try {
     const auth = o.natsAuth ? await devNatsAuth(dataDir) : undefined
     const users = auth?.users
+    // writes over HTTP need this operator token; reads stay open (no read-only token in dev)
+    const operator = await devOperatorToken(join(dataDir, 'token'))
+    // the CI service's HTTP API takes its tokens from the environment (shared/http httpAuthFrom)
+    process.env.REGATTA_OPERATOR_TOKEN = operator.token
     const nats = await spawnNatsServer({ port: o.natsPort, storeDir: join(dataDir, 'nats'), ...(auth ? { configFile: auth.configFile } : {}) })
     started.push(() => nats.stop())
-    const master = await runMaster({ natsUrl: urlAs(nats.url, users, 'master'), id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master') })
+    const master = await runMaster({ natsUrl: urlAs(nats.url, users, 'master'), id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master'), operatorToken: operator.token })
     started.push(() => master.stop())
     const agent = await runAgent({
       natsUrl: urlAs(nats.url, users, 'agent'), workDir: join(dataDir, 'agent'), logger: createLogger('agent'), ...(users ? { id: DEV_AGENT_ID } : {}),
@@ -127,6 +147,9 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
       secretGenerated
         ? `  secret      ${webhookSecret} (generated; set REGATTA_WEBHOOK_SECRET to choose one)`
         : '  secret      from REGATTA_WEBHOOK_SECRET',
+      operator.generated
+        ? `  token       ${operator.token} (operator, for writes; kept in ${join(dataDir, 'token')}: the CLI reads .regatta/token, or REGATTA_TOKEN)`
+        : '  token       from REGATTA_OPERATOR_TOKEN',
       '',
       'Try:  npx regatta status',
       "      npx regatta exec -- sh -c 'echo hello from a container'",

@@ -366,9 +366,10 @@ secrets.command('rm')
 
 // The run commands talk to the CI service's HTTP API (--ci), not to NATS.
 const ciOption = (): Option => new Option('--ci <url>', 'the CI service\'s URL (env REGATTA_CI_URL, default http://127.0.0.1:8080)')
-async function ciClient(flag: string | undefined): Promise<CiClient> {
-  const { CiClient, ciUrl } = await import('./ci-client.js')
-  return new CiClient(ciUrl(flag))
+const tokenOption = (): Option => new Option('--token <token>', 'bearer token for the CI service (env REGATTA_TOKEN, else REGATTA_OPERATOR_TOKEN, else .regatta/token from `regatta dev`)')
+async function ciClient(flag: string | undefined, token?: string): Promise<CiClient> {
+  const { CiClient, ciUrl, ciToken } = await import('./ci-client.js')
+  return new CiClient(ciUrl(flag), ciToken(token))
 }
 const stdout = (text: string): void => { process.stdout.write(text) }
 
@@ -376,13 +377,14 @@ const runs = program.command('runs').description('pipeline runs (from the CI ser
 runs.command('ls')
   .description('list runs, newest first: repository, ref, commit, state, jobs succeeded/total, age, duration; --stuck: what is past its bound')
   .addOption(ciOption())
+  .addOption(tokenOption())
   .addOption(jsonOption())
   .option('--limit <n>', 'at most this many runs', '20')
   .option('--stuck', 'list jobs and runs past their bound (waiting for resources, task not started, running past the job timeout, no progress), naming the bound')
   .option('--max-waiting <duration>', 'with --stuck: bound of a job waiting for resources (default 10m)')
   .option('--max-starting <duration>', 'with --stuck: bound of a job whose task is STAGING/STARTING (default 11m: the master\'s --task-start-timeout and a minute)')
   .option('--max-idle <duration>', 'with --stuck: bound of a run with no job waiting, starting or running (default 5m)')
-  .action(async (opts: { ci?: string; json?: boolean; limit: string; stuck?: boolean; maxWaiting?: string; maxStarting?: string; maxIdle?: string }) => {
+  .action(async (opts: { ci?: string; token?: string; json?: boolean; limit: string; stuck?: boolean; maxWaiting?: string; maxStarting?: string; maxIdle?: string }) => {
     const limit = parseIntArg(opts.limit, '--limit', 1, 1000)
     const bound = (text: string | undefined, flag: string): number | undefined => {
       if (text === undefined) return undefined
@@ -396,40 +398,43 @@ runs.command('ls')
     const maxIdleMs = bound(opts.maxIdle, '--max-idle')
     const { runsLs, runsStuck } = await import('./runs.js')
     if (opts.stuck) {
-      await runsStuck(await ciClient(opts.ci), {
+      await runsStuck(await ciClient(opts.ci, opts.token), {
         ...(maxWaitingMs !== undefined ? { maxWaitingMs } : {}), ...(maxStartingMs !== undefined ? { maxStartingMs } : {}),
         ...(maxIdleMs !== undefined ? { maxIdleMs } : {}), ...(opts.json ? { json: true } : {}),
       }, stdout)
       return
     }
-    await runsLs(await ciClient(opts.ci), { limit, ...(opts.json ? { json: true } : {}) }, stdout)
+    await runsLs(await ciClient(opts.ci, opts.token), { limit, ...(opts.json ? { json: true } : {}) }, stdout)
   })
 runs.command('show')
   .description('one run: its trigger and state, and each job with its state, attempt, exit code and duration')
   .argument('<id>', 'run id')
   .addOption(ciOption())
+  .addOption(tokenOption())
   .addOption(jsonOption())
-  .action(async (id: string, opts: { ci?: string; json?: boolean }) => {
+  .action(async (id: string, opts: { ci?: string; token?: string; json?: boolean }) => {
     const { runsShow } = await import('./runs.js')
-    await runsShow(await ciClient(opts.ci), id, opts, stdout)
+    await runsShow(await ciClient(opts.ci, opts.token), id, opts, stdout)
   })
 runs.command('cancel')
   .description('cancel a run: its running jobs are killed, the others will not start')
   .argument('<id>', 'run id')
   .addOption(ciOption())
+  .addOption(tokenOption())
   .addOption(jsonOption())
-  .action(async (id: string, opts: { ci?: string; json?: boolean }) => {
+  .action(async (id: string, opts: { ci?: string; token?: string; json?: boolean }) => {
     const { runsCancel } = await import('./runs.js')
-    await runsCancel(await ciClient(opts.ci), id, opts, stdout)
+    await runsCancel(await ciClient(opts.ci, opts.token), id, opts, stdout)
   })
 runs.command('rerun')
   .description('start a new run of the same commit and trigger; prints its id')
   .argument('<id>', 'run id')
   .addOption(ciOption())
+  .addOption(tokenOption())
   .addOption(jsonOption())
-  .action(async (id: string, opts: { ci?: string; json?: boolean }) => {
+  .action(async (id: string, opts: { ci?: string; token?: string; json?: boolean }) => {
     const { runsRerun } = await import('./runs.js')
-    await runsRerun(await ciClient(opts.ci), id, opts, stdout)
+    await runsRerun(await ciClient(opts.ci, opts.token), id, opts, stdout)
   })
 
 program.command('logs')
@@ -437,10 +442,11 @@ program.command('logs')
   .argument('<run[/job]>', 'run id, or run id / job id (e.g. "r1a2b3c/ci/test (shard=1)")')
   .option('-f, --follow', 'follow the log live until the job ends')
   .addOption(ciOption())
+  .addOption(tokenOption())
   .addOption(jsonOption())
-  .action(async (arg: string, opts: { ci?: string; json?: boolean; follow?: boolean }) => {
+  .action(async (arg: string, opts: { ci?: string; token?: string; json?: boolean; follow?: boolean }) => {
     const { logs } = await import('./runs.js')
-    await logs(await ciClient(opts.ci), arg, opts, stdout)
+    await logs(await ciClient(opts.ci, opts.token), arg, opts, stdout)
   })
 
 program.command('trigger')
@@ -449,10 +455,11 @@ program.command('trigger')
   .requiredOption('--ref <ref>', 'branch, tag or full ref (refs/heads/main)')
   .option('--sha <sha>', 'the commit (default: what --ref points at now)')
   .addOption(ciOption())
+  .addOption(tokenOption())
   .addOption(jsonOption())
-  .action(async (opts: { ci?: string; json?: boolean; repo: string; ref: string; sha?: string }) => {
+  .action(async (opts: { ci?: string; token?: string; json?: boolean; repo: string; ref: string; sha?: string }) => {
     const { trigger } = await import('./runs.js')
-    await trigger(await ciClient(opts.ci), opts, stdout)
+    await trigger(await ciClient(opts.ci, opts.token), opts, stdout)
   })
 
 const pipeline = program.command('pipeline').description('pipeline files (.regatta/*.yml)')

@@ -3,7 +3,8 @@
 //
 // A client-side router: `/` lists the runs (polling /api/v1/runs every 2 s); `/runs/:id` shows
 // one run: its job graph (columns by depth of `needs`, lines from each need), each job's state
-// and status, and the selected job's log followed live over server-sent events. The render
+// and status, and the selected job's log followed live over server-sent events (read with
+// fetch, which sends the API token as a header; EventSource could send it only in the URL). The render
 // functions are pure (data in, HTML out, every text escaped by `esc`); log text goes into the
 // page through textContent only.
 // Written with String.raw and without backticks or dollar-brace, so nothing is interpolated;
@@ -15,6 +16,7 @@ var STEP = /^::regatta step (\d+) (.*)$/;
 var STEP_FAILED = /^::regatta step \d+ failed with exit code \d+$/;
 var ATTEMPT = /^::regatta attempt (\d+)$/;
 var POLL_MS = 2000;
+var TOKEN_KEY = 'regatta-token';
 
 function took(startedAt, finishedAt, now) {
   return startedAt === null || startedAt === undefined ? '-' : dur((finishedAt || now) - startedAt);
@@ -147,13 +149,74 @@ if (typeof document !== 'undefined') (function () {
     note.textContent = text;
     note.className = bad ? 'error' : '';
   };
+  // the API token (outside regatta dev reads need one, and writes always): asked for when the
+  // service answers 401 or 403, kept for this tab only, sent as a bearer header (never in a URL)
+  var authForm = document.getElementById('auth');
+  var storedToken = function () {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (err) { return ''; }
+  };
+  var withAuth = function (headers) {
+    var token = storedToken();
+    if (token) headers.authorization = 'Bearer ' + token;
+    return headers;
+  };
+  var askToken = function (res) {
+    if (res.status === 401 || res.status === 403) authForm.hidden = false;
+  };
+  authForm.addEventListener('submit', function (e) {
+    e.preventDefault();
+    var input = document.getElementById('token');
+    try { sessionStorage.setItem(TOKEN_KEY, input.value.trim()); } catch (err) { /* private mode: this page only */ }
+    input.value = '';
+    authForm.hidden = true;
+    go();
+  });
   var getJson = function (url, init) {
-    return fetch(url, Object.assign({ cache: 'no-store', headers: { accept: 'application/json' } }, init || {})).then(function (res) {
+    init = init || {};
+    return fetch(url, Object.assign({ cache: 'no-store' }, init, { headers: withAuth({ accept: 'application/json' }) })).then(function (res) {
+      askToken(res);
       return res.json().catch(function () { return null; }).then(function (body) {
         if (!res.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + res.status);
         return body;
       });
     });
+  };
+  // a job's log as server-sent events, read from a fetch (EventSource cannot send a header):
+  // calls onEvent(name, data) per event; settles when the stream ends; close() stops it
+  var eventStream = function (url, onEvent) {
+    var ac = new AbortController();
+    var done = fetch(url, { cache: 'no-store', headers: withAuth({ accept: 'text/event-stream' }), signal: ac.signal }).then(function (res) {
+      askToken(res);
+      if (!res.ok || !res.body) {
+        return res.json().catch(function () { return null; }).then(function (body) {
+          throw new Error(body && body.error ? body.error.message : 'HTTP ' + res.status);
+        });
+      }
+      var reader = res.body.getReader();
+      var decoder = new TextDecoder();
+      var buffered = '';
+      var pump = function () {
+        return reader.read().then(function (r) {
+          if (r.done) return;
+          buffered += decoder.decode(r.value, { stream: true }).replace(/\r\n?/g, '\n');
+          var end;
+          while ((end = buffered.indexOf('\n\n')) >= 0) {
+            var name = 'message', data = [];
+            buffered.slice(0, end).split('\n').forEach(function (line) {
+              var i = line.indexOf(':');
+              var field = i < 0 ? line : line.slice(0, i), value = i < 0 ? '' : line.slice(i + 1).replace(/^ /, '');
+              if (field === 'event') name = value;
+              else if (field === 'data') data.push(value);
+            });
+            buffered = buffered.slice(end + 2);
+            onEvent(name, data.join('\n'));
+          }
+          return pump();
+        });
+      };
+      return pump();
+    });
+    return { done: done, close: function () { ac.abort(); } };
   };
   // repainting only what changed keeps hover, focus and text selection across polls
   var paint = function (html) {
@@ -261,27 +324,29 @@ if (typeof document !== 'undefined') (function () {
       tail.className = 'line partial';
       var state = { partial: '', tail: tail };
       body.appendChild(tail);
-      var source = new EventSource(url);
+      var closed = false;
+      var source = eventStream(url, function (name, data) {
+        if (name === 'output') {
+          var chunk;
+          try { chunk = JSON.parse(data); } catch (err) { return; }
+          appendLog(body, state, chunk.stream, String(chunk.data || ''));
+        } else if (name === 'end') {
+          source.close();
+          if (state.partial) { appendLog(body, state, 'stdout', '\n'); }
+          stateEl.textContent = 'ended';
+          logBox.classList.add('ended');
+        }
+      });
+      var close = source.close;
+      source.close = function () { closed = true; close(); };
       route.source = source;
       stateEl.textContent = 'live';
-      source.addEventListener('output', function (e) {
-        var chunk;
-        try { chunk = JSON.parse(e.data); } catch (err) { return; }
-        appendLog(body, state, chunk.stream, String(chunk.data || ''));
-      });
-      source.addEventListener('end', function () {
-        source.close();
-        if (state.partial) { appendLog(body, state, 'stdout', '\n'); }
-        stateEl.textContent = 'ended';
-        logBox.classList.add('ended');
-      });
-      source.onerror = function () {
-        // EventSource would reconnect and replay the log into what is shown: do it ourselves
-        source.close();
-        if (stateEl.textContent === 'ended') return;
-        stateEl.textContent = 'reconnecting';
+      source.done.then(function () { return 'broke off'; }, function (err) { return err.message; }).then(function (why) {
+        // a stream that stops before its end event is read again from the start
+        if (closed || stateEl.textContent === 'ended') return;
+        stateEl.textContent = 'reconnecting (' + why + ')';
         setTimeout(connect, POLL_MS);
-      };
+      });
     };
     logBox.classList.remove('ended');
     connect();

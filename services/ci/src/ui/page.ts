@@ -13,6 +13,8 @@ header h1 { margin: 0; font-size: 1.2em; }
 header h1 a { color: inherit; text-decoration: none; }
 #note { color: var(--muted); font-size: .9em; }
 #note.error { color: var(--bad); font-weight: 600; }
+#auth { margin-left: auto; }
+#auth[hidden] { display: none; }
 main { padding: 1em 1.5em 3em; }
 a { color: var(--accent); }
 h2 { font-size: 1.05em; margin: 1.4em 0 .6em; }
@@ -78,7 +80,8 @@ const PAGE = `<!doctype html>
 <style>${STYLE}</style>
 </head>
 <body>
-<header><h1><a data-nav href="/">Regatta CI</a></h1><span id="note">loading</span></header>
+<header><h1><a data-nav href="/">Regatta CI</a></h1><span id="note">loading</span>
+<form id="auth" hidden><input type="password" id="token" placeholder="API token" autocomplete="off" aria-label="API token"> <button>Use token</button></form></header>
 <main>
 <div id="view"></div>
 <section id="log" hidden aria-live="polite"></section>

@@ -1,5 +1,5 @@
-// The reservation and role routes of the master's HTTP API: operator calls behind the same
-// bearer-token check as the other operator routes, carried out by the same function as on NATS.
+// The reservation and role routes of the master's HTTP API: operator calls behind the server's
+// access hook (an operator token) like the other operator routes, carried out by the same function as on NATS.
 //
 //   POST   /api/v1/reservations   { agentId, role, resources, principal? }   RESERVE
 //   DELETE /api/v1/reservations   { agentId, role, resources, principal? }   UNRESERVE
@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { ReserveCall, SetQuotaCall, SetWeightCall, UnreserveCall, validate } from '../../../../shared/protocol/index.js'
-import { operatorPreHandler, type OperatorRoutesOptions } from './operator.js'
+import type { OperatorRoutesOptions } from './operator.js'
 
 // Bodies are checked with the protocol's own schemas (as on NATS, same messages); fastify's
 // validator would coerce a string into an array while it tries `resources`' union.
@@ -20,19 +20,17 @@ const RoleBody = Type.Object({
 }, { additionalProperties: false })
 
 export function registerReservationRoutes(app: FastifyInstance<any, any, any, any>, o: OperatorRoutesOptions): void {
-  const preHandler = operatorPreHandler(o.operatorToken)
-
-  app.post('/api/v1/reservations', { preHandler }, async (request, reply) => {
+  app.post('/api/v1/reservations', async (request, reply) => {
     if (!o.isLeader()) return o.answerAsStandby(request, reply)
     return o.operator({ type: 'RESERVE', ...validate(ReserveBody, request.body, 'reservation') })
   })
 
-  app.delete('/api/v1/reservations', { preHandler }, async (request, reply) => {
+  app.delete('/api/v1/reservations', async (request, reply) => {
     if (!o.isLeader()) return o.answerAsStandby(request, reply)
     return o.operator({ type: 'UNRESERVE', ...validate(UnreserveBody, request.body, 'reservation') })
   })
 
-  app.put<{ Params: { role: string } }>('/api/v1/roles/:role', { preHandler }, async (request, reply) => {
+  app.put<{ Params: { role: string } }>('/api/v1/roles/:role', async (request, reply) => {
     if (!o.isLeader()) return o.answerAsStandby(request, reply)
     const body = validate(RoleBody, request.body, 'role settings')
     if (body.weight === undefined && body.quota === undefined) {

@@ -14,6 +14,7 @@ import { errorBody, installErrorHandlers } from './errors.js'
 import { PAGE_HEADERS, renderPage } from './page.js'
 import { registerOperatorRoutes } from './operator.js'
 import { registerReservationRoutes } from './reservations.js'
+import { httpAuthFrom, installAccessHook, type HttpAuth } from '../../../../shared/http/index.js'
 
 export interface MasterHttpOptions {
   /** A snapshot of the cluster as this master sees it. */
@@ -28,6 +29,11 @@ export interface MasterHttpOptions {
   operator?(call: OperatorCall): Promise<OperatorReply>
   /** Bearer token of the operator routes; none: they answer 403. */
   operatorToken?: string
+  /**
+   * Who may read and who may write (shared/http/auth.ts); default: `operatorToken` and what
+   * REGATTA_READ_TOKEN / REGATTA_TOKENS_FILE hold (httpAuthFrom).
+   */
+  auth?: HttpAuth
 }
 
 const Health = Type.Object({ status: Type.Literal('ok'), leader: Type.Boolean() })
@@ -44,6 +50,9 @@ export function createMasterHttp(options: MasterHttpOptions): MasterHttp {
   })
 
   installErrorHandlers(app)
+  // every route reads (a read or operator token, or open reads) or writes (an operator token); /health is open
+  const auth = options.auth ?? httpAuthFrom({ ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}) }, { ...process.env, REGATTA_OPERATOR_TOKEN: '' })
+  installAccessHook(app, auth, { public: ['/health'] })
 
   /** On a standby: sends the request on to the leader (same path and query), or 503 while none is known. */
   const answerAsStandby = (request: FastifyRequest, reply: FastifyReply, leader: string | undefined): FastifyReply => {
@@ -68,7 +77,6 @@ export function createMasterHttp(options: MasterHttpOptions): MasterHttp {
 
   const operatorRoutes = {
     operator: options.operator ?? (() => Promise.reject(new RegattaError('NOT_LEADER', 'this server carries out no operator calls'))),
-    ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}),
     isLeader: options.isLeader,
     answerAsStandby: (request: FastifyRequest, reply: FastifyReply) => answerAsStandby(request, reply, options.leaderHttpUrl()),
   }
