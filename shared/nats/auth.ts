@@ -129,11 +129,12 @@ export function permissionsFor(u: Pick<NatsUser, 'user' | 'role' | 'id'>): Subje
       const publish = [Subjects.schedulerCall, '$JS.API.INFO', ...frameworkUpdateSubjects(id)]
       const subscribe = [Subjects.frameworkEvents(id), Subjects.leaderElected, `regatta.output.${idToken(id)}.>`, inbox]
       if (u.role === 'framework') return { publish: { allow: publish }, subscribe: { allow: subscribe }, allowResponses: false }
-      const buckets = [Buckets.secrets, 'regatta-runs', 'regatta-deliveries', 'regatta-schedules', 'regatta-schedule-ticks', 'regatta-github-heads', 'regatta-github-claims']
+      const buckets = [Buckets.secrets, Buckets.ciLeader, 'regatta-runs', 'regatta-deliveries', 'regatta-schedules', 'regatta-schedule-ticks', 'regatta-github-heads', 'regatta-github-claims']
       return {
         publish: {
           allow: [
-            ...publish, Subjects.masterState,
+            // a standby replica hands its writes to the one holding the CI lease
+            ...publish, Subjects.masterState, Subjects.ciLeader,
             ...buckets.flatMap(kvSubjects),
             ...objectStoreSubjects(Buckets.logs), ...objectStoreSubjects(Buckets.artifacts), ...objectStoreSubjects(Buckets.cache),
             // its jobs' logs from the output stream
@@ -144,7 +145,7 @@ export function permissionsFor(u: Pick<NatsUser, 'user' | 'role' | 'id'>): Subje
             `$JS.API.CONSUMER.MSG.NEXT.${Streams.output}.>`, `$JS.ACK.${Streams.output}.>`, `$JS.FC.${Streams.output}.>`,
           ],
         },
-        subscribe: { allow: [...subscribe, Subjects.ciSecrets] },
+        subscribe: { allow: [...subscribe, Subjects.ciSecrets, Subjects.ciLeader] },
         allowResponses: true,
       }
     }
