@@ -1,6 +1,7 @@
 // A CI service on a real cluster (master, one agent, nats-server), a local git repository and a
 // local stand-in for GitHub's REST API: the setup every CI test starts from.
 import { silentLogger } from '../../shared/log/index.js'
+import { httpAuthFrom } from '../../shared/http/index.js'
 import { DockerContainerizer, ProcessContainerizer } from '../../services/agent/src/containerizer/index.js'
 import { runCi, type CiRunOptions, type RunningCi } from '../../services/ci/src/main.js'
 import type { RunView } from '../../services/ci/src/views.js'
@@ -64,15 +65,9 @@ export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
     await cluster.startAgent({ containerizer, ...(o.agentResources ? { resources: o.agentResources } : {}), ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}) })
     const api = parts.api = await startFakeGitHubApi()
     const repo = parts.repo = await createRepo()
-    // the CI service's HTTP API takes its tokens from the environment when it starts (shared/http
-    // httpAuthFrom); set for that moment only, so that masters started later do not get it
-    const before = process.env.REGATTA_OPERATOR_TOKEN
-    process.env.REGATTA_OPERATOR_TOKEN = operatorToken
     const ci = parts.ci = await runCi({
-      natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret, githubApiUrl: api.url, logger: silentLogger(), ...o.ci,
-    }).finally(() => {
-      if (before === undefined) delete process.env.REGATTA_OPERATOR_TOKEN
-      else process.env.REGATTA_OPERATOR_TOKEN = before
+      natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret, githubApiUrl: api.url, logger: silentLogger(),
+      auth: httpAuthFrom({ operatorToken }, {}), ...o.ci,
     })
     const getRun = async (runId: string): Promise<RunView> => await (await fetch(`${ci.url}/api/v1/runs/${runId}`)).json() as RunView
     const findRun = async (which: { runId: string } | { sha: string }): Promise<RunView | undefined> => {

@@ -10,6 +10,7 @@ import {
 } from './github/index.js'
 import { CiService } from './service.js'
 import { createCiHttp } from './http.js'
+import type { HttpAuth } from '../../../shared/http/index.js'
 import { runsPage } from './ui/page.js'
 import { Schedules } from './schedules.js'
 import { SecretStore } from './secrets.js'
@@ -57,6 +58,8 @@ export interface CiRunOptions {
   secretsKey?: Buffer
   /** A newer push to a branch or pull request cancels its older runs (REGATTA_CANCEL_SUPERSEDED, default true). */
   cancelSuperseded?: boolean
+  /** Who may read and write over HTTP; default from the environment (REGATTA_OPERATOR_TOKEN, REGATTA_READ_TOKEN, REGATTA_TOKENS_FILE). */
+  auth?: HttpAuth
   /** TTL of the CI lease (one replica runs the framework; another takes over this long after it dies). */
   leaseTtlMs?: number
   /** How long job logs are kept after their task ended (REGATTA_LOG_RETENTION, default 30 days). */
@@ -111,7 +114,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   await schedules.open()
   const deliveries = await KvDeliveryLog.open(nc, o.replicas)
   if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
-  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, logs, page: o.page ?? runsPage })
+  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, logs, page: o.page ?? runsPage, ...(o.auth ? { auth: o.auth } : {}) })
   try {
     await app.listen({ host: o.http.host, port: o.http.port })
   } catch (err) {

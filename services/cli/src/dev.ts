@@ -6,6 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { spawnNatsServer } from '../../../shared/nats/server.js'
 import { authorizationConfig, devUsers, type NatsUser } from '../../../shared/nats/auth.js'
+import { httpAuthFrom } from '../../../shared/http/index.js'
 import { CI_FRAMEWORK_ID } from '../../ci/src/service.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { createLogger } from '../../../shared/log/index.js'
@@ -26,6 +27,21 @@ async function devSecretsKey(path: string): Promise<Buffer> {
     return made
   })
   return parseSecretsKey(text, path)
+}
+
+/**
+ * The operator token of this machine's HTTP APIs: REGATTA_OPERATOR_TOKEN, else made once and kept
+ * (mode 0600) in DATA/token, where the CLI run from the same directory finds it (.regatta/token).
+ */
+async function devOperatorToken(path: string): Promise<{ token: string; generated: boolean }> {
+  if (process.env.REGATTA_OPERATOR_TOKEN) return { token: process.env.REGATTA_OPERATOR_TOKEN, generated: false }
+  const text = await readFile(path, 'utf8').catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+    const made = randomBytes(24).toString('base64url')
+    await writeFile(path, `${made}\n`, { mode: 0o600, flag: 'wx' })
+    return made
+  })
+  return { token: checkTokenText(text.trim(), path), generated: true }
 }
 
 /** The agent id `regatta dev --nats-auth` gives its agent (its NATS user may act only as it). */
@@ -62,21 +78,6 @@ function urlAs(url: string, users: NatsUser[] | undefined, role: NatsUser['role'
   return u ? url.replace('nats://', `nats://${encodeURIComponent(u.user)}:${encodeURIComponent(u.password)}@`) : url
 }
 
-/**
- * The operator token of this machine's HTTP APIs: REGATTA_OPERATOR_TOKEN, else made once and kept
- * (mode 0600) in DATA/token, where the CLI run from the same directory finds it (.regatta/token).
- */
-async function devOperatorToken(path: string): Promise<{ token: string; generated: boolean }> {
-  if (process.env.REGATTA_OPERATOR_TOKEN) return { token: process.env.REGATTA_OPERATOR_TOKEN, generated: false }
-  const text = await readFile(path, 'utf8').catch(async (err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw err
-    const made = randomBytes(24).toString('base64url')
-    await writeFile(path, `${made}\n`, { mode: 0o600, flag: 'wx' })
-    return made
-  })
-  return { token: checkTokenText(text.trim(), path), generated: true }
-}
-
 export interface DevOptions {
   /** One NATS user per component with least-privilege permissions (DATA/nats-auth.json). */
   natsAuth?: boolean
@@ -100,12 +101,10 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     for (const stop of started.splice(0).reverse()) await stop().catch((err: unknown) => logger.warn({ err }, 'stopping a part failed'))
   }
   try {
-    const auth = o.natsAuth ? await devNatsAuth(dataDir) : undefined
-    const users = auth?.users
     // writes over HTTP need this operator token; reads stay open (no read-only token in dev)
     const operator = await devOperatorToken(join(dataDir, 'token'))
-    // the CI service's HTTP API takes its tokens from the environment (shared/http httpAuthFrom)
-    process.env.REGATTA_OPERATOR_TOKEN = operator.token
+    const auth = o.natsAuth ? await devNatsAuth(dataDir) : undefined
+    const users = auth?.users
     const nats = await spawnNatsServer({ port: o.natsPort, storeDir: join(dataDir, 'nats'), ...(auth ? { configFile: auth.configFile } : {}) })
     started.push(() => nats.stop())
     const master = await runMaster({ natsUrl: urlAs(nats.url, users, 'master'), id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master'), operatorToken: operator.token })
@@ -124,6 +123,8 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     const webhookSecret = env.webhookSecret ?? randomBytes(16).toString('hex')
     const ci = await runCi({
       ...env, natsUrl: urlAs(nats.url, users, 'ci'), http: ciAt, webhookSecret, logger: createLogger('ci'),
+      // writes need the operator token; reads are open on this one machine
+      auth: httpAuthFrom({ operatorToken: operator.token, openReads: true }, process.env),
       // secrets need a key: without REGATTA_SECRETS_KEY, one kept in the data directory
       secretsKey: env.secretsKey ?? await devSecretsKey(join(dataDir, 'secrets.key')),
       // status links point at this machine's runs UI (port 0 is known only once listening)
