@@ -53,7 +53,6 @@ export function encode(value: unknown): Uint8Array {
   return encoder.encode(JSON.stringify(value))
 }
 
-/** Checks a value against a schema; throws INVALID_MESSAGE naming the first bad field. */
 /**
  * For a union told apart by its `type` field (calls, events, commands), the member the value
  * claims to be, so that an error names the bad field rather than "Expected union value".
@@ -65,15 +64,25 @@ function memberFor(schema: TSchema, value: unknown): TSchema | undefined {
   return members.find((m) => (m as { properties?: { type?: { const?: unknown } } }).properties?.type?.const === type)
 }
 
+/**
+ * Text from a message, shown in an error: one line (control characters escaped) and at most
+ * `max` characters, whatever a sender put in a key or a type.
+ */
+function shown(text: string, max = 200): string {
+  const line = text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+  return line.length <= max ? line : `${line.slice(0, max)}…`
+}
+
+/** Checks a value against a schema; throws INVALID_MESSAGE naming the first bad field. */
 export function validate<T extends TSchema>(schema: T, value: unknown, what = 'message'): Static<T> {
   const check = checkerOf(schema)
   if (check.Check(value)) return value as Static<T>
   const member = memberFor(schema, value)
   if (!member && (schema as { anyOf?: unknown }).anyOf && typeof value === 'object' && value !== null && 'type' in value) {
-    throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: /type: unknown type ${JSON.stringify((value as { type: unknown }).type)}`)
+    throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: /type: unknown type ${shown(JSON.stringify((value as { type: unknown }).type) ?? 'undefined', 100)}`)
   }
   const first = (member ? checkerOf(member) : check).Errors(value).First()
-  const where = first?.path ? first.path : '(root)'
+  const where = first?.path ? shown(first.path) : '(root)'
   throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: ${where}: ${first?.message ?? 'does not match its schema'}`)
 }
 
@@ -91,7 +100,7 @@ export function decode<T extends TSchema>(schema: T, data: Uint8Array, what = 'm
   try {
     value = JSON.parse(text)
   } catch (err) {
-    throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: not JSON (${(err as Error).message})`)
+    throw new RegattaError('INVALID_MESSAGE', `invalid ${what}: not JSON (${shown((err as Error).message)})`)
   }
   return validate(schema, value, what)
 }

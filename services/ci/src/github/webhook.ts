@@ -173,7 +173,8 @@ function parseBody(raw: string, contentType: string | undefined, event: string):
   try {
     return JSON.parse(json) as unknown
   } catch (err) {
-    throw new RegattaError('INVALID_MESSAGE', `invalid ${event} payload: not JSON (${messageOf(err)})`)
+    // JSON.parse quotes the text it failed on, newlines and all: one line in the answer
+    throw new RegattaError('INVALID_MESSAGE', `invalid ${event} payload: not JSON (${oneLine(messageOf(err))})`)
   }
 }
 
@@ -197,6 +198,10 @@ function describe(err: unknown, maxBodyBytes: number): { status: number; code: E
 function deliveryIdOf(request: FastifyRequest): string | undefined {
   const id = request.headers['x-github-delivery']
   return typeof id === 'string' ? id.slice(0, MAX_DELIVERY_ID) : undefined
+}
+
+function oneLine(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
 function messageOf(err: unknown): string {

@@ -48,9 +48,10 @@ export function expandMatrix(spec: MatrixSpec): MatrixResult {
   const base = combos.map((c) => ({ ...c }))
   for (const [row, inc] of spec.include.entries()) {
     const entries = Object.entries(inc)
-    const extra = entries.find(([k]) => !axisKeys.includes(k) && !added.includes(k) && axisKeys.length + added.length + 1 > LIMITS.matrixKeys)
-    if (extra) {
-      return { ok: false, problem: `"${extra[0]}" would be a key beyond the ${LIMITS.matrixKeys} a matrix may have`, where: { list: 'include', row, key: extra[0] } }
+    const fresh = entries.map(([k]) => k).filter((k) => !axisKeys.includes(k) && !added.includes(k))
+    const room = LIMITS.matrixKeys - axisKeys.length - added.length
+    if (fresh.length > room) {
+      return { ok: false, problem: `"${fresh[room]}" would be a key beyond the ${LIMITS.matrixKeys} a matrix may have`, where: { list: 'include', row, key: fresh[room] } }
     }
     const original = entries.filter(([k]) => axisKeys.includes(k))
     let fitted = false
