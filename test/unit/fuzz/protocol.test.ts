@@ -110,6 +110,14 @@ t.test('Checks (property) that any JSON value and any bytes are decoded to a val
 
 // ---------------------------------------------------------------- depth and size
 
+/** The limits as the README states them (checked against these, so that removing one fails). */
+const DOCUMENTED = { bytes: 1024 * 1024, depth: 64 }
+
+t.test('Checks that the message limits are the documented ones', async (t) => {
+  t.equal(MAX_MESSAGE_BYTES, DOCUMENTED.bytes, 'MAX_MESSAGE_BYTES')
+  t.equal(MAX_MESSAGE_DEPTH, DOCUMENTED.depth, 'MAX_MESSAGE_DEPTH')
+})
+
 /** Depth of a JSON value in levels of [ and { (a scalar is 0). */
 function depthOf(v: unknown): number {
   if (Array.isArray(v)) return 1 + Math.max(0, ...v.map(depthOf))
@@ -158,14 +166,14 @@ t.test('Checks (property) that nesting beyond 64 levels is refused where the 65t
             : inner.slice(0, inner.length - 1)
       const total = where === 'extra field' ? depth + 1 : where === 'in a string' ? 1 : depth
       const r = decoded(where === 'whole' ? schema : TaskStatus, bytes(text), name)
-      const tooBig = text.length > MAX_MESSAGE_BYTES
+      const tooBig = text.length > DOCUMENTED.bytes
       if (tooBig) {
         if ('value' in r || !/ bytes; a message may have at most 1048576 \(1 MiB\)$/.test(r.error.message)) throw new Error(`${text.length} bytes not refused for size`)
-      } else if (total > MAX_MESSAGE_DEPTH) {
+      } else if (total > DOCUMENTED.depth) {
         const at = jsonNestingBeyond(text) + 1
         let opened = 0
         let expected = 0
-        for (let i = 0; i < text.length && !expected; i++) if ((text[i] === '[' || text[i] === '{') && ++opened > MAX_MESSAGE_DEPTH) expected = i + 1
+        for (let i = 0; i < text.length && !expected; i++) if ((text[i] === '[' || text[i] === '{') && ++opened > DOCUMENTED.depth) expected = i + 1
         if ('value' in r || !r.error.message.endsWith(`: nested deeper than 64 levels of [ and { (at character ${expected})`) || at !== expected) {
           throw new Error(`${where} ${kind} ${depth}: ${'value' in r ? 'accepted' : r.error.message}, expected character ${expected}`)
         }
@@ -180,14 +188,14 @@ t.test('Checks (property) that nesting beyond 64 levels is refused where the 65t
 t.test('Checks (property) that a message over 1 MiB (in bytes, whatever its characters) is refused before it is read, and one of 1 MiB is not', async (t) => {
   const base = JSON.stringify({ ...status, pad: '' })
   fc.assert(fc.property(fc.integer({ min: -3, max: 3 }), fc.constantFrom('x', 'é', '日', '😀'), (delta, char) => {
-    const size = MAX_MESSAGE_BYTES + delta
+    const size = DOCUMENTED.bytes + delta
     const room = size - Buffer.byteLength(base)
     const unit = Buffer.byteLength(char)
     const pad = char.repeat(Math.floor(room / unit)) + 'x'.repeat(room % unit)
     const data = bytes(base.replace('"pad":""', `"pad":"${pad}"`))
     if (data.byteLength !== size) throw new Error(`built ${data.byteLength} bytes`)
     const r = decoded(TaskStatus, data, 'status update')
-    if (size > MAX_MESSAGE_BYTES) {
+    if (size > DOCUMENTED.bytes) {
       if ('value' in r || r.error.message !== `invalid status update: ${size} bytes; a message may have at most 1048576 (1 MiB)`) throw new Error(`${size}: ${JSON.stringify(r).slice(0, 200)}`)
     } else if (!('value' in r)) throw new Error(`${size} bytes refused: ${r.error.message}`)
   }), fuzz(30))
