@@ -10,7 +10,8 @@ import { join } from 'node:path'
 import { ProcessContainerizer } from '../../../services/agent/src/containerizer/index.js'
 import { silentLogger } from '../../../shared/log/index.js'
 import { httpMasters, startCluster, type TestCluster } from '../../helpers/cluster.js'
-import { startCiFixture, type CiFixture } from '../../helpers/ci.js'
+import { FIXTURE_OPERATOR_TOKEN, startCiFixture, type CiFixture } from '../../helpers/ci.js'
+import { httpAuthFrom } from '../../../shared/http/index.js'
 import { regatta } from '../../helpers/cli.js'
 import { waitUntil } from '../../helpers/wait.js'
 import type { TapTest } from '../../helpers/tap-types.js'
@@ -39,7 +40,7 @@ let sha = ''
 let cwd = ''
 
 t.before(async () => {
-  f = await startCiFixture({ containerizer: 'process' })
+  f = await startCiFixture({ containerizer: 'process', ci: { auth: httpAuthFrom({ operatorToken: FIXTURE_OPERATOR_TOKEN, readToken: READ }, {}) } })
   sha = await f.repo.commit({ '.regatta/ci.yml': PIPELINE })
   cluster = await startCluster()
   const m = await masters.start('m-auth', OPERATOR)
