@@ -136,13 +136,17 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     url,
     ...(poller ? { poller } : {}),
     async stop() {
-      await app.close()
-      await poller?.stop()
+      // every part is stopped even when one fails (a KV write timing out under load): the
+      // failure is logged, and the connection is always drained
+      const step = (what: string, p: Promise<unknown> | undefined): Promise<unknown> =>
+        Promise.resolve(p).catch((err: unknown) => logger.warn({ err: (err as Error)?.message ?? String(err) }, `stopping: ${what} failed`))
+      await step('the HTTP server', app.close())
+      await step('the head poller', poller?.stop())
       schedules.stop()
       secrets.stop()
-      await service!.stop()
-      await statuses?.flush(2_000).catch(() => false)
-      await statuses?.close()
+      await step('the service', service!.stop())
+      await step('statuses', statuses?.flush(2_000))
+      await step('statuses', statuses?.close())
       await nc.drain().catch(() => undefined)
     },
   }
