@@ -90,7 +90,7 @@ export async function startCluster(): Promise<TestCluster> {
       for (const s of stops.reverse()) await s().catch(() => undefined)
       for (const nc of conns) await nc.close().catch(() => undefined)
       await nats.stop()
-      for (const d of dirs) await rm(d, { recursive: true, force: true })
+      for (const d of dirs) await rm(d, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 }) // an agent may still be removing a sandbox
     },
   }
   return cluster
