@@ -69,10 +69,11 @@ export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
       natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret, githubApiUrl: api.url, logger: silentLogger(),
       auth: httpAuthFrom({ operatorToken }, {}), ...o.ci,
     })
-    const getRun = async (runId: string): Promise<RunView> => await (await fetch(`${ci.url}/api/v1/runs/${runId}`)).json() as RunView
+    // a request that gets no answer fails the test with a message rather than hanging it
+    const getRun = async (runId: string): Promise<RunView> => await (await fetch(`${ci.url}/api/v1/runs/${runId}`, { signal: AbortSignal.timeout(15_000) })).json() as RunView
     const findRun = async (which: { runId: string } | { sha: string }): Promise<RunView | undefined> => {
       if ('runId' in which) return getRun(which.runId)
-      const { runs } = await (await fetch(`${ci.url}/api/v1/runs`)).json() as { runs: RunView[] }
+      const { runs } = await (await fetch(`${ci.url}/api/v1/runs`, { signal: AbortSignal.timeout(15_000) })).json() as { runs: RunView[] }
       const run = runs.find((r) => r.sha === which.sha)
       return run ? getRun(run.runId) : undefined
     }
