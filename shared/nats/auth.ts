@@ -37,13 +37,11 @@ export function randomPassword(): string {
   return randomBytes(16).toString('hex')
 }
 
-/** JetStream API subjects to use one object store (create it, put, get, list, delete). */
-function objectStoreSubjects(bucket: string): string[] {
-  const stream = `OBJ_${bucket}`
+/** JetStream API subjects to create and read one stream of a bucket, and to consume from it. */
+function bucketStreamSubjects(stream: string): string[] {
   return [
-    // the client looks the store's stream up by name
+    // the client looks the bucket's stream up by name
     '$JS.API.STREAM.NAMES',
-    `$O.${bucket}.>`,
     `$JS.API.STREAM.INFO.${stream}`,
     `$JS.API.STREAM.CREATE.${stream}`,
     `$JS.API.STREAM.PURGE.${stream}`,
@@ -58,25 +56,15 @@ function objectStoreSubjects(bucket: string): string[] {
   ]
 }
 
+/** JetStream API subjects to use one object store (create it, put, get, list, delete). */
+function objectStoreSubjects(bucket: string): string[] {
+  return [`$O.${bucket}.>`, ...bucketStreamSubjects(`OBJ_${bucket}`)]
+}
+
 /** JetStream API subjects to use one KV bucket (create it, get, put, watch). */
 function kvSubjects(bucket: string): string[] {
   const stream = `KV_${bucket}`
-  return [
-    '$JS.API.STREAM.NAMES',
-    `$KV.${bucket}.>`,
-    `$JS.API.STREAM.INFO.${stream}`,
-    `$JS.API.STREAM.CREATE.${stream}`,
-    `$JS.API.STREAM.MSG.GET.${stream}`,
-    `$JS.API.STREAM.MSG.DELETE.${stream}`,
-    `$JS.API.STREAM.PURGE.${stream}`,
-    `$JS.API.DIRECT.GET.${stream}`,
-    `$JS.API.DIRECT.GET.${stream}.>`,
-    `$JS.API.CONSUMER.CREATE.${stream}`,
-    `$JS.API.CONSUMER.CREATE.${stream}.>`,
-    `$JS.API.CONSUMER.DELETE.${stream}.>`,
-    `$JS.API.CONSUMER.INFO.${stream}.>`,
-    `$JS.FC.${stream}.>`,
-  ]
+  return [`$KV.${bucket}.>`, `$JS.API.STREAM.MSG.DELETE.${stream}`, ...bucketStreamSubjects(stream)]
 }
 
 /** What a framework needs to use its own durable consumer of status updates. */

@@ -154,22 +154,29 @@ export class TaskCgroup {
   /** Removes the cgroups, retrying while killed processes finish dying (up to ~1 s). */
   async remove(): Promise<void> {
     for (const [controller, dir] of this.dirs) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await rmdir(dir)
-          break
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code
-          if (code === 'ENOENT') break
-          if (code !== 'EBUSY' || attempt >= 20) {
-            this.log.warn({ err, controller, dir }, 'cannot remove the task cgroup')
-            break
-          }
-          await this.killAll()
-          await new Promise((r) => setTimeout(r, 50))
-        }
-      }
+      const err = await removeCgroupDir(dir, () => this.killAll())
+      if (err) this.log.warn({ err, controller, dir }, 'cannot remove the task cgroup')
     }
     this.dirs.clear()
+  }
+}
+
+/**
+ * Removes a cgroup directory, retrying while it is busy (its processes still dying: `beforeRetry`
+ * may kill them again) for up to ~1 s; a directory already gone is fine. Returns the error
+ * when it could not be removed.
+ */
+export async function removeCgroupDir(dir: string, beforeRetry?: () => Promise<void>): Promise<unknown> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await rmdir(dir)
+      return undefined
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'ENOENT') return undefined
+      if (code !== 'EBUSY' || attempt >= 20) return err
+      await beforeRetry?.()
+      await new Promise((r) => setTimeout(r, 50))
+    }
   }
 }

@@ -4,11 +4,11 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { constants } from 'node:fs'
-import { access, readFile, readdir, rmdir, stat } from 'node:fs/promises'
+import { access, readFile, readdir, stat } from 'node:fs/promises'
 import { delimiter, isAbsolute, join, relative, resolve } from 'node:path'
 import { RegattaError } from '../../../../shared/errors/index.js'
 import { silentLogger, type Logger } from '../../../../shared/log/index.js'
-import { TaskCgroup, writableControllers, type Controller } from './cgroup.js'
+import { TaskCgroup, removeCgroupDir, writableControllers, type Controller } from './cgroup.js'
 import { processGroupUsage } from '../oversubscription/procfs.js'
 import {
   SANDBOX_MOUNT, type Containerizer, type ContainerUsage, ExitInfo, LaunchSpec, type Leftover, type LeftoverScope, OutputSink, RecoveredContainer,
@@ -187,20 +187,8 @@ export class ProcessContainerizer implements Containerizer {
       }
     }
     for (const dir of cgroups) {
-      for (let attempt = 0; ; attempt++) {
-        try {
-          await rmdir(dir)
-          break
-        } catch (err) {
-          const code = (err as NodeJS.ErrnoException).code
-          if (code === 'ENOENT') break
-          if (code !== 'EBUSY' || attempt >= 20) {
-            this.log.warn({ err, dir }, 'cannot remove the cgroup of a leftover task')
-            break
-          }
-          await new Promise((r) => setTimeout(r, 50))
-        }
-      }
+      const err = await removeCgroupDir(dir)
+      if (err) this.log.warn({ err, dir }, 'cannot remove the cgroup of a leftover task')
     }
   }
 
