@@ -12,7 +12,7 @@ import { runView, type StuckView } from './views.js'
 import { DEFAULT_STUCK_BOUNDS, TIMEOUT_GRACE_MS, stuckItems, type StuckBounds } from './stuck.js'
 import { FINAL_JOB_STATES, jobStateName } from './machines/index.js'
 import { attemptLogText, endLine, taskOutput, type LogArchive } from './logs.js'
-import { CI_FRAMEWORK_ID } from './service.js'
+import { CI_FRAMEWORK_ID, jobAttemptsOf } from './service.js'
 import { manualTrigger } from './manual.js'
 import { artifactName } from './task-spec.js'
 import { artifactStore, savedArtifacts } from './artifacts.js'
@@ -125,7 +125,7 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     const { id, job } = req.params as { id: string; job: string }
     const doc = await o.service.get(id)
     if (!doc || !doc.machine.snapshot.context.jobs[job]) throw new RegattaError('NOT_FOUND', `no job ${job} in run ${id}`)
-    const attempts = await o.service.jobAttempts(id, job)
+    const attempts = jobAttemptsOf(doc, job)
     if (!(req.headers.accept ?? '').includes('text/event-stream')) {
       let text = ''
       for (const [i, a] of attempts.entries()) {
@@ -144,10 +144,10 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     const send = (event: string, data: unknown): void => { res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`) }
     let following: { taskId: string; ac: AbortController } | undefined
     const watch = setInterval(() => {
-      void o.service.get(id).then(async (d) => {
+      void o.service.get(id).then((d) => {
         const state = d?.machine.snapshot.context.jobs[job]
         const f = following
-        if (f && (await o.service.jobAttempts(id, job)).some((a) => a.taskId === f.taskId && a.ended)) {
+        if (f && jobAttemptsOf(d, job).some((a) => a.taskId === f.taskId && a.ended)) {
           // let the attempt's last output arrive, then stop following it
           setTimeout(() => f.ac.abort(), 500)
         }

@@ -236,9 +236,10 @@ export class CiService {
     if (!this.sched) return
     const now = this.clock.now()
     const tasks = [...this.runs.values()].flatMap((r) => {
-      const jobs = persistRun(r.actor).snapshot.context.jobs
-      return activeTasks(persistRun(r.actor)).filter((t) => {
-        const c = jobs[t.jobId]?.context
+      // the live context, read only: no persisted copy needed
+      const run = r.actor.getSnapshot().context
+      return activeTasks(run).filter((t) => {
+        const c = run.jobs[t.jobId]?.context
         return c && c.startedAt === null && c.launchedAt !== null && now - c.launchedAt > RECONCILE_STARTING_MS
       }).map((t) => ({ taskId: t.taskId }))
     })
@@ -452,13 +453,8 @@ export class CiService {
   }
 
   /** The tasks of a job's attempts, oldest first (for its log), each with its end once it ended. */
-  async jobAttempts(runId: string, jobId: string): Promise<Array<{ taskId: string; ended?: AttemptRecord }>> {
-    const doc = await this.get(runId)
-    const job = doc?.machine.snapshot.context.jobs[jobId]
-    if (!job) return []
-    const out: Array<{ taskId: string; ended?: AttemptRecord }> = job.context.history.map((h) => ({ taskId: h.taskId, ended: h }))
-    if (job.context.taskId && !out.some((a) => a.taskId === job.context.taskId)) out.push({ taskId: job.context.taskId })
-    return out
+  async jobAttempts(runId: string, jobId: string): Promise<JobAttempt[]> {
+    return jobAttemptsOf(await this.get(runId), jobId)
   }
 
   /** The tasks of a job's attempts, oldest first. */
@@ -562,7 +558,8 @@ export class CiService {
   }
 
   private lastAttemptPreempted(run: LiveRun, jobId: string): boolean {
-    return persistRun(run.actor).snapshot.context.jobs[jobId]?.context.history.at(-1)?.outcome === 'preempted'
+    // read on every offer for each waiting job: the live context, not a persisted (copied) one
+    return run.actor.getSnapshot().context.jobs[jobId]?.context.history.at(-1)?.outcome === 'preempted'
   }
 
   /**
@@ -640,6 +637,21 @@ export class CiService {
     }
     this.sched?.acknowledge(status)
   }
+}
+
+/** One task a job ran (or runs), with its end once it ended. */
+export interface JobAttempt {
+  taskId: string
+  ended?: AttemptRecord
+}
+
+/** The tasks of a job's attempts in a run document, oldest first (for its log). */
+export function jobAttemptsOf(doc: RunDocument | undefined, jobId: string): JobAttempt[] {
+  const job = doc?.machine.snapshot.context.jobs[jobId]
+  if (!job) return []
+  const out: JobAttempt[] = job.context.history.map((h) => ({ taskId: h.taskId, ended: h }))
+  if (job.context.taskId && !out.some((a) => a.taskId === job.context.taskId)) out.push({ taskId: job.context.taskId })
+  return out
 }
 
 /** A task status as the job machine's event (none for states it does not care about). */
