@@ -163,17 +163,20 @@ function slots(v: unknown, out: Array<[Record<string, unknown> | unknown[], stri
 function mutate(doc: Record<string, unknown>, ms: Mutation[]): Record<string, unknown> {
   const copy = structuredClone(doc) as Record<string, unknown>
   for (const m of ms) {
+    // fc.constant({}) hands out one shared object: clone it, or two mutations
+    // could put it inside itself (a cycle) or carry it over to later runs.
+    const value = structuredClone(m.value)
     const all = slots(copy)
     if (all.length === 0) break
     const [container, key] = all[m.at % all.length]
-    if (m.how === 'replace') (container as Record<string, unknown>)[key as string] = m.value
+    if (m.how === 'replace') (container as Record<string, unknown>)[key as string] = value
     else if (m.how === 'delete') {
       if (Array.isArray(container)) container.splice(key as number, 1)
       else delete container[key as string]
     } else {
       const target = (container as Record<string, unknown>)[key as string]
-      if (typeof target === 'object' && target !== null && !Array.isArray(target)) (target as Record<string, unknown>)[m.key] = m.value
-      else if (Array.isArray(target)) target.push(m.value)
+      if (typeof target === 'object' && target !== null && !Array.isArray(target)) (target as Record<string, unknown>)[m.key] = value
+      else if (Array.isArray(target)) target.push(value)
     }
   }
   return copy
