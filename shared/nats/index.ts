@@ -4,7 +4,7 @@ import {
   AckPolicy, connect, DeliverPolicy, ErrorCode, headers, NatsError, RetentionPolicy, StorageType,
   type ConnectionOptions, type JetStreamManager, type Msg, type NatsConnection, type Subscription,
 } from 'nats'
-import type { Static, TSchema } from '@sinclair/typebox'
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
 import { RegattaError, isWireError } from '../errors/index.js'
 import { decode, encode, validate } from '../protocol/codec.js'
 import { Consumers, Streams, Subjects } from '../protocol/subjects.js'
@@ -126,6 +126,8 @@ function toRegattaError(err: unknown, subject: string): RegattaError {
   return RegattaError.from(err)
 }
 
+const AnyReply = Type.Unknown()
+
 /** Sends a request and decodes the reply; a `{ error }` reply is rebuilt as a RegattaError. */
 export async function request<T extends TSchema>(
   nc: NatsConnection, subject: string, payload: unknown, replySchema: T, timeoutMs = 5_000,
@@ -136,12 +138,8 @@ export async function request<T extends TSchema>(
   } catch (err) {
     throw toRegattaError(err, subject)
   }
-  let body: unknown
-  try {
-    body = msg.json()
-  } catch {
-    throw new RegattaError('INVALID_MESSAGE', `reply on ${subject} is not JSON`)
-  }
+  // the same size and depth limits as every message a service reads
+  const body = decode(AnyReply, msg.data, `reply on ${subject}`)
   if (isWireError(body)) throw RegattaError.fromWire(body.error)
   return validate(replySchema, body, `reply on ${subject}`)
 }

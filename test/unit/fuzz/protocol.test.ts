@@ -8,12 +8,12 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { Value } from '@sinclair/typebox/value'
-import type { TSchema } from '@sinclair/typebox'
+import { Type, type TSchema } from '@sinclair/typebox'
 import { connect } from 'nats'
 import { RegattaError } from '../../../shared/errors/index.js'
 import * as protocol from '../../../shared/protocol/index.js'
 import { MAX_MESSAGE_BYTES, MAX_MESSAGE_DEPTH, TaskStatus, decode, encode, jsonNestingBeyond } from '../../../shared/protocol/index.js'
-import { serve } from '../../../shared/nats/index.js'
+import { request, serve } from '../../../shared/nats/index.js'
 import { silentLogger } from '../../../shared/log/index.js'
 import { startNatsServer } from '../../helpers/nats-server.js'
 import { SEED, fuzz, withinGuard } from './fuzz.js'
@@ -245,4 +245,27 @@ t.test('Checks that a service built with serve() answers every generated bad mes
   t.ok(invalid > 100, `${invalid} of ${bodies.length} refused with INVALID_MESSAGE`)
   const after = (await client.request('fuzz.status', encode(status), { timeout: 5000 })).json()
   t.same(after, { ok: true }, 'still serving')
+})
+
+t.test('Checks that request() refuses a reply nested too deep, or not JSON, with INVALID_MESSAGE naming the subject', async (t) => {
+  const server = await startNatsServer()
+  t.teardown(() => server.stop())
+  const nc = await server.connect()
+  const responder = await connect({ servers: server.url, name: 'fuzz-responder' })
+  t.teardown(() => responder.close())
+  const replies: Record<string, Uint8Array> = {
+    deep: bytes(nested('mixed', MAX_MESSAGE_DEPTH + 1)),
+    garbage: bytes('{not json'),
+    fine: encode(status),
+  }
+  for (const [name, body] of Object.entries(replies)) responder.subscribe(`fuzz.reply.${name}`, { callback: (_e, m) => m.respond(body) })
+  await responder.flush()
+  // (a reply over 1 MiB never arrives: the server refuses to carry more than its max_payload)
+  for (const name of ['deep', 'garbage']) {
+    // any JSON would pass this schema: only the depth limit can refuse it
+    const err = await request(nc, `fuzz.reply.${name}`, {}, Type.Unknown(), 5_000).then(() => undefined, (e: RegattaError) => e)
+    t.equal(err?.code, 'INVALID_MESSAGE', `${name}: refused`)
+    t.match(err?.message ?? '', /^invalid reply on fuzz\.reply\.\w+: [^\n]+$/, `${name}: one line naming the subject (${err?.message.slice(0, 90)})`)
+  }
+  t.same(await request(nc, 'fuzz.reply.fine', {}, TaskStatus, 5_000), status, 'a good reply still decodes')
 })
