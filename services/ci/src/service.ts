@@ -18,7 +18,7 @@ import {
 import { evaluateCondition, formatPipelineError, githubContext, parsePipeline, planRun, sortPipelineErrors, type PlannedJob } from './pipeline/index.js'
 import type { Schedules } from './schedules.js'
 import type { HeadClaims, StatusReporter } from './github/index.js'
-import { operationsFor, placeJobs, type WaitingJob } from './placement.js'
+import { operationsFor, placeJobs, usageByRepo, type WaitingJob } from './placement.js'
 import { taskIdFor, taskSpecFor, type TaskSpecInput } from './task-spec.js'
 import { KnownVolumes, cacheVolumeBase } from './cache-volumes.js'
 import { withCommit } from './repo.js'
@@ -76,6 +76,8 @@ export interface CiOptions {
    * head the GitHub head poller started already starts no second run (github/heads.ts).
    */
   heads?: HeadClaims
+  /** Per-repository weights of the fair share between repositories (REGATTA_REPO_WEIGHTS, parseRepoWeights; default 1). */
+  repoWeights?: Readonly<Record<string, number>>
 }
 
 interface LiveRun {
@@ -511,9 +513,16 @@ export class CiService {
         // a job evicted from revocable capacity goes back on ordinary capacity
         revocable: job.revocable && !this.lastAttemptPreempted(run, w.jobId), priority: job.priority, since: w.since,
         ...(job.cache?.volume ? { volume: { base: cacheVolumeBase(run.meta.trigger.repo.fullName, job.pipeline), size: job.cache.volume.size } } : {}),
+        repo: run.meta.trigger.repo.fullName,
       })
     }
-    const { placements, unused } = placeJobs(offers, waiting, (agentId, role) => this.volumes.ids(agentId, role))
+    // repositories take turns by what their launched, not yet ended, tasks hold (placement.ts)
+    const running = usageByRepo([...this.tasks.values()].flatMap(({ runId, jobId }) => {
+      const run = this.runs.get(runId)
+      const job = run?.meta.jobs[jobId]
+      return run && job ? [{ repo: run.meta.trigger.repo.fullName, ...job.resources }] : []
+    }))
+    const { placements, unused } = placeJobs(offers, waiting, (agentId, role) => this.volumes.ids(agentId, role), { running, ...(this.o.repoWeights ? { weights: this.o.repoWeights } : {}) })
     if (unused.length > 0) {
       this.sched?.decline(unused.map((o) => o.id), { refuseSeconds: this.waiting.size > 0 ? 1 : 30 })
         .catch((err: Error) => this.log.warn({ err: err.message }, 'decline failed'))

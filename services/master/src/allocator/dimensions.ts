@@ -57,15 +57,8 @@ export function scalarsOf(dims: Dimensions, rs: readonly Resource[], into = new 
   return into
 }
 
-/** Max over dimensions of allocation / total: the DRF dominant share. */
-export function dominantShare(v: Float64Array, inverse: Float64Array): number {
-  let m = 0
-  for (let k = 0; k < v.length; k++) {
-    const s = v[k] * inverse[k]
-    if (s > m) m = s
-  }
-  return m
-}
+/** Max over dimensions of allocation / total: the DRF dominant share (shared with the CI's per-repository order). */
+export { dominantShare } from '../../../../shared/drf/index.js'
 
 /** Whether an offer with these cpus and mem is worth making (Mesos's min allocatable resources). */
 export function isAllocatable(dims: Dimensions, cpus: number, mem: number, anything: boolean): boolean {

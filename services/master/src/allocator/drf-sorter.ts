@@ -5,18 +5,13 @@
 // one step of insertion sort to the right instead of a sort from scratch.
 import type { RoleConfig } from './types.js'
 import { dominantShare, type Dimensions } from './dimensions.js'
+import { sink, sortAll, type Sorted } from '../../../../shared/drf/index.js'
 
 /** A framework as the sorter sees it. */
 export interface FrameworkRef {
   readonly id: string
   readonly index: number
   readonly revocable: boolean
-}
-
-interface Sorted {
-  share: number
-  pos: number
-  readonly name: string
 }
 
 /** One entry of a role's sorted list: a child role (its subtree) or the role's own frameworks. */
@@ -78,32 +73,6 @@ export class RoleNode {
   isAncestorOrSelfOf(other: RoleNode): boolean {
     return this.depth <= other.depth && other.anc[this.depth] === this.index
   }
-}
-
-function before(a: Sorted, b: Sorted): boolean {
-  return a.share < b.share || (a.share === b.share && a.name < b.name)
-}
-
-function compare(a: Sorted, b: Sorted): number {
-  return before(a, b) ? -1 : before(b, a) ? 1 : 0
-}
-
-/** Moves `e`, whose share just grew, right to its sorted place. */
-function sink<T extends Sorted>(list: T[], e: T): void {
-  let i = e.pos
-  while (i + 1 < list.length && before(list[i + 1], e)) {
-    const next = list[i + 1]
-    list[i] = next
-    next.pos = i
-    i++
-  }
-  list[i] = e
-  e.pos = i
-}
-
-function sortAll<T extends Sorted>(list: T[]): void {
-  list.sort(compare)
-  for (let i = 0; i < list.length; i++) list[i].pos = i
 }
 
 export class RoleTree {
