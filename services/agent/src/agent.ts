@@ -24,7 +24,7 @@ import { systemClock, type Clock, type Timer } from '../../../shared/clock/index
 import type { Logger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
 import { CheckpointStore, type Checkpoint } from './checkpoint.js'
-import { WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from '../../../shared/git/checkout.js'
+import { CheckoutAborted, WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from '../../../shared/git/checkout.js'
 import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './containerizer/labels.js'
 import { SIDECARS_NEED_DOCKER } from './containerizer/process.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
@@ -32,7 +32,7 @@ import { TaskText } from './task-output.js'
 import { checkWorkspacePath, restoreCache, saveArtifacts, saveCache, type SaveResult } from './workspace-store.js'
 import { Volumes, checkVolumes } from './volumes.js'
 import { OversubscriptionController, PREEMPTED, type ObservedTask, type OversubscriptionOptions } from './oversubscription/index.js'
-import { SandboxDisk } from './disk-budget.js'
+import { SandboxDisk, removeSandbox } from './disk-budget.js'
 import { Reaper } from './reaper.js'
 
 export interface AgentOptions {
@@ -90,6 +90,10 @@ interface LiveTask {
   cacheRestored?: boolean
   /** Aborts a cache restore or a save in progress (a kill). */
   transfer?: AbortController
+  /** Aborts the checkout in progress (a kill, or the agent stopping): git and its helpers are killed. */
+  checkout?: AbortController
+  /** Settles when launch() is done with the task (started it, or reported why not). */
+  launching?: Promise<void>
   finishing?: boolean
   /** Resolves when the latest checkpoint of the task is written (or failed to be). */
   checkpointed?: Promise<void>
@@ -246,6 +250,11 @@ export class Agent {
   async stop(): Promise<void> {
     this.stopped = true
     this.heartbeatTimer?.cancel()
+    // a checkout in progress is not recovered by a restart (no container to find): it is
+    // aborted, and its task reported KILLED before the updates are closed
+    const checkingOut = [...this.tasks.values()].filter((t) => t.checkout)
+    for (const t of checkingOut) void this.killTask(t, 0, { reason: 'AGENT_STOPPED', message: 'the agent stopped during the task\'s checkout' })
+    await Promise.all(checkingOut.map((t) => t.launching))
     // with no task left, the master is told to forget this agent now rather than after
     // --agent-gone (a scaled-in agent); with tasks, it stays known so that a restart recovers them
     if (this.id && ![...this.tasks.values()].some((t) => !isTerminal(t.status.state))) {
@@ -355,7 +364,9 @@ export class Agent {
         for (const info of c.tasks) {
           if (info.agentId !== this.id) continue
           if (this.tasks.has(key(info.frameworkId, info.taskId))) continue
-          void this.launch(info)
+          const launching = this.launch(info)
+          const t = this.tasks.get(key(info.frameworkId, info.taskId))
+          if (t) t.launching = launching
         }
         break
       case 'KILL': {
@@ -419,7 +430,13 @@ export class Agent {
       let workdir = info.container.workdir
       if (info.checkout) {
         const workspace = join(sandbox, WORKSPACE_DIR)
-        await checkoutCommit(workspace, info.checkout)
+        if (t.killRequested) throw new RegattaError('CONTAINER_ERROR', 'killed before it started')
+        t.checkout = new AbortController()
+        try {
+          await checkoutCommit(workspace, info.checkout, undefined, t.checkout.signal)
+        } finally {
+          t.checkout = undefined
+        }
         if (this.o.containerizer.kind === 'docker') {
           mounts.push({ source: workspace, target: WORKSPACE_MOUNT })
           workdir ??= WORKSPACE_MOUNT
@@ -471,11 +488,12 @@ export class Agent {
       const e = RegattaError.from(err, 'CONTAINER_ERROR')
       log.warn({ code: e.code, err: e.message }, 'task could not start')
       const reason = e.code === 'IMAGE_PULL_FAILED' || e.code === 'CHECKOUT_FAILED' ? e.code : 'CONTAINER_LAUNCH_FAILED'
-      if (t.killRequested) this.update(t, 'KILLED', { reason: t.killRequested.reason ?? 'KILLED', message: t.killRequested.message ?? 'killed before it started' })
+      if (t.killRequested) this.update(t, 'KILLED', { reason: t.killRequested.reason ?? 'KILLED', message: t.killRequested.message ?? (err instanceof CheckoutAborted ? 'killed during its checkout' : 'killed before it started') })
       // as the master does with a task it refuses: ERROR, the task as described cannot run
       else if (e.code === 'INVALID_TASK') this.update(t, 'ERROR', { reason: 'TASK_INVALID', message: e.message })
       else this.update(t, 'FAILED', { reason, message: e.message })
-      this.cleanup(t)
+      if (t.killRequested && !t.container) this.discard(t)
+      else this.cleanup(t)
     }
   }
 
@@ -486,7 +504,7 @@ export class Agent {
    */
   private outputSink(t: LiveTask): OutputSink {
     const { info, sandbox } = t
-    const stream = info.streamOutput ? Subjects.taskOutput(info.frameworkId, info.taskId) : undefined
+    const stream = info.streamOutput ? Subjects.taskOutput(info.frameworkId, this.id, info.taskId) : undefined
     const secrets = [info.container.secretEnv, ...(info.sidecars ?? []).map((s) => s.secretEnv)].flatMap((e) => Object.values(e ?? {}))
     const text = { stdout: new TaskText(secrets), stderr: new TaskText(secrets) }
     let files: LiveTask['logs']
@@ -624,6 +642,15 @@ export class Agent {
     this.disk.retain(t.sandbox)
   }
 
+  /** A task killed before it started: nothing in its sandbox is worth a look (a half-made checkout), so it goes now. */
+  private discard(t: LiveTask): void {
+    t.logs?.stdout.end()
+    t.logs?.stderr.end()
+    void removeSandbox(t.sandbox).then((removed) => {
+      if (!removed) this.log.warn({ taskId: t.info.taskId, sandbox: t.sandbox }, 'cannot remove the sandbox of a task killed before it started')
+    })
+  }
+
   private get retentionMs(): number {
     return this.o.sandboxRetentionMs ?? 10 * 60_000
   }
@@ -634,6 +661,7 @@ export class Agent {
     const prior = t.killRequested?.reason !== undefined ? { reason: t.killRequested.reason, message: t.killRequested.message ?? '' } : undefined
     t.killRequested = { graceMs: grace, ...(prior ?? why ?? {}) }
     t.transfer?.abort(new Error('the task was killed'))
+    t.checkout?.abort(new Error(t.killRequested.message ?? 'the task was killed'))
     if (t.container) await t.container.kill(grace).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'kill failed'))
   }
 
