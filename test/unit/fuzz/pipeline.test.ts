@@ -24,7 +24,7 @@ const FILE = '.regatta/f.yml'
  */
 const DOCUMENTED = {
   fileBytes: 262_144, depth: 32, flowDepth: 64, aliases: 100, matrixCombinations: 256, matrixKeys: 64,
-  plannedJobs: 1024, plannedText: 8 * 1024 * 1024,
+  plannedJobs: 512, plannedText: 8 * 1024 * 1024,
 }
 
 t.comment(`fuzz seed ${SEED} (REGATTA_FUZZ_SEED to change it)`)
@@ -408,7 +408,9 @@ t.test('Checks (property) that the text a matrix multiplies is bounded to 8 MiB 
       const most = a * b * (steps * (2 * perStep + 1) + 64)
       const refused = plan.errors.filter((e) => e.path === 'jobs' && /more than 8 MiB of text/.test(e.message))
       if (least > DOCUMENTED.plannedText && refused.length !== 1) throw new Error(`${least}+ characters planned, not refused`)
-      if (most <= DOCUMENTED.plannedText && (refused.length > 0 || plan.errors.length > 0)) throw new Error(`${most} characters refused: ${plan.errors[0]?.message}`)
+      // within 8 MiB, only a run's own limit (384 KiB of planned jobs as JSON) may refuse it
+      const others = plan.errors.filter((e) => !/ KiB of JSON with this file's; at most 384 KiB a run$/.test(e.message))
+      if (most <= DOCUMENTED.plannedText && (refused.length > 0 || others.length > 0)) throw new Error(`${most} characters refused: ${others[0]?.message}`)
       if (refused.length > 0 && formatPipelineError(refused[0]) !== `${FILE}:3:3: jobs: the jobs come to more than 8 MiB of text (scripts, names, env... of every matrix combination, after \${{ }}); at most 8 MiB a pipeline`) {
         throw new Error(formatPipelineError(refused[0]))
       }

@@ -61,7 +61,7 @@ t.test('Checks that the README documents every key of the schema, the limits and
   walk(pipelineJsonSchema())
   for (const k of keys) t.match(readme, `\`${k}\``, `documents ${k}`)
   for (const [name, value] of Object.entries(LIMITS)) {
-    const shown = name === 'fileBytes' ? '256 KiB' : name === 'expressionResult' ? '1 MiB' : name.endsWith('Ms') ? (value === 1000 ? '1s' : '24h') : String(value)
+    const shown = name === 'fileBytes' ? '256 KiB' : name === 'runPlanBytes' ? '384 KiB' : name === 'expressionResult' ? '1 MiB' : name.endsWith('Ms') ? (value === 1000 ? '1s' : '24h') : String(value)
     t.match(readme, shown, `states the limit ${name} (${shown})`)
   }
   t.match(readme, 'regatta/<pipeline>/<job>')

@@ -215,7 +215,7 @@ t.test('Checks the limits: file size, jobs, matrix size, nesting, [ { nesting, a
   t.same(errorsOf(wide), [`${FILE}:${posOf(wide, 'matrix')}: jobs.build.matrix: the matrix has 512 combinations; at most 256 jobs can run from one matrix`])
 
   const planned = withJobs(Array.from({ length: 5 }, (_, i) => `  j${i}:\n    image: x\n    steps: [{ run: x }]\n    matrix: { a: [${Array.from({ length: 16 }, (_, k) => k)}], b: [${Array.from({ length: 16 }, (_, k) => k)}] }\n`).join(''))
-  t.same(errorsOf(planned), [`${FILE}:${posOf(planned, 'jobs')}: jobs: expands to 1280 jobs with its matrices; at most 1024 jobs a pipeline`])
+  t.same(errorsOf(planned), [`${FILE}:${posOf(planned, 'jobs')}: jobs: expands to 1280 jobs with its matrices; at most 512 jobs a pipeline`])
 
   const deep = withJobs(`${JOB}    artifacts: ${'['.repeat(40)}x${']'.repeat(40)}\n`)
   // the file's map is level 1, jobs 2, build 3, artifacts 4: the 30th [ is level 33

@@ -232,3 +232,23 @@ t.test('Checks the limit on pipeline files of a run', async (t) => {
   t.same(r.errors.map(formatPipelineError), ['.regatta/p100.yml:1:1: a repository may have at most 100 pipeline files'])
   t.equal(r.pipelines.length, 100)
 })
+
+t.test('Checks the limits of a run (all pipelines a push starts): 512 jobs and 384 KiB of planned jobs, named at the file that crosses them', async (t) => {
+  const file = (name: string, jobs: number, script = 'make'): { path: string; text: string } => ({
+    path: `.regatta/${name}.yml`,
+    text: `name: ${name}\non: push\njobs:\n  build:\n    image: x\n    matrix: { shard: [${Array.from({ length: jobs }, (_, i) => i)}] }\n    steps: [{ run: "${script}" }]\n`,
+  })
+  const fits = planRun([file('a', 256), file('b', 256)], pushTo('main'))
+  t.same(fits.errors, [], '512 jobs in two files fit')
+  t.equal(fits.pipelines.flatMap((p) => p.jobs).length, 512)
+
+  const many = [file('a', 256), file('b', 200), file('c', 100)]
+  t.same(planRun(many, pushTo('main')).errors.map(formatPipelineError),
+    [`.regatta/c.yml:${posOf(many[2]!.text, 'jobs')}: jobs: the run comes to 556 jobs with this file's; at most 512 jobs a run (all pipelines a push starts)`])
+
+  // 200 jobs of a 2 KiB script each: about 430 KiB of JSON
+  const heavy = [file('small', 10), file('heavy', 200, 'x'.repeat(2048))]
+  const errors = planRun(heavy, pushTo('main')).errors.map(formatPipelineError)
+  t.equal(errors.length, 1)
+  t.match(errors[0], new RegExp(`^\\.regatta/heavy\\.yml:${posOf(heavy[1]!.text, 'jobs')}: jobs: the run's planned jobs come to \\d+ KiB of JSON with this file's; at most 384 KiB a run$`))
+})

@@ -12,8 +12,15 @@ export const LIMITS = {
   matrixCombinations: 256,
   /** Keys of one matrix: its lists and the keys its include rows add. */
   matrixKeys: 64,
-  /** Concrete jobs of one pipeline, after matrix expansion. */
-  plannedJobs: 1024,
+  /** Concrete jobs of one pipeline, after matrix expansion (as many as a run may have). */
+  plannedJobs: 512,
+  /**
+   * Concrete jobs of one run (every pipeline a push starts). A run is stored as one NATS KV value,
+   * at most 1 MiB with its jobs' states: about 350 bytes a job when planned, more with each attempt.
+   */
+  runJobs: 512,
+  /** Bytes of JSON all planned jobs of one run come to (the other half of the run's 1 MiB). */
+  runPlanBytes: 384 * 1024,
   /** Characters of text (scripts, names, env, images...) all planned jobs of one pipeline come to. */
   plannedText: 8 * 1024 * 1024,
   /** Steps of one job. */

@@ -108,11 +108,26 @@ export function planRun(files: Array<{ path: string; text: string }>, trigger: T
     unique.push(p)
   }
   const pipelines: PlannedPipeline[] = []
+  let jobs = 0
+  let bytes = 0
   for (const p of unique) {
     if (!matchesTrigger(p.on, trigger)) continue
     const r = planPipeline(p, trigger, options)
-    if (r.errors.length > 0) errors.push(...r.errors)
-    else pipelines.push(r.pipeline!)
+    if (r.errors.length > 0) {
+      errors.push(...r.errors)
+      continue
+    }
+    pipelines.push(r.pipeline!)
+    // the run is stored as one KV value: the first file to cross a run's limit says so
+    const before = { jobs, bytes }
+    jobs += r.pipeline!.jobs.length
+    bytes += Buffer.byteLength(JSON.stringify(r.pipeline!.jobs))
+    const where = p.positions['jobs#key'] ?? p.positions.jobs ?? { line: 1, column: 1 }
+    if (jobs > LIMITS.runJobs && before.jobs <= LIMITS.runJobs) {
+      errors.push(pipelineError(p.file, where, 'jobs', `the run comes to ${jobs} jobs with this file's; at most ${LIMITS.runJobs} jobs a run (all pipelines a push starts)`))
+    } else if (bytes > LIMITS.runPlanBytes && before.bytes <= LIMITS.runPlanBytes && jobs <= LIMITS.runJobs) {
+      errors.push(pipelineError(p.file, where, 'jobs', `the run's planned jobs come to ${Math.ceil(bytes / 1024)} KiB of JSON with this file's; at most ${LIMITS.runPlanBytes / 1024} KiB a run`))
+    }
   }
   return { pipelines, errors: sortPipelineErrors(errors) }
 }
