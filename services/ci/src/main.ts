@@ -1,6 +1,6 @@
 // Entry of `regatta ci`: reads the environment (REGATTA_WEBHOOK_SECRET, REGATTA_GITHUB_TOKEN,
 // REGATTA_GITHUB_API_URL, REGATTA_PUBLIC_URL, REGATTA_SECRETS_KEY, REGATTA_CANCEL_SUPERSEDED, REGATTA_LOG_RETENTION,
-// REGATTA_GITHUB_POLL_INTERVAL), connects to NATS, wires the service and its HTTP API.
+// REGATTA_GITHUB_POLL_INTERVAL, REGATTA_RECONCILE_INTERVAL, REGATTA_CACHE_VOLUME_TTL), connects to NATS, wires the service and its HTTP API.
 import type { KV, NatsConnection } from 'nats'
 import { connectNats } from '../../../shared/nats/index.js'
 import { createLogger, type Logger } from '../../../shared/log/index.js'
@@ -70,6 +70,16 @@ export interface CiRunOptions {
    * default 60 s; 0: never). Needs githubToken.
    */
   githubPollIntervalMs?: number
+  /**
+   * A launched job whose task has not started after this long is asked about, checked as often
+   * (REGATTA_RECONCILE_INTERVAL, default 60 s): a launch the master lost is requeued.
+   */
+  reconcileIntervalMs?: number
+  /**
+   * Cache volumes unused for this long are destroyed and their disk unreserved
+   * (REGATTA_CACHE_VOLUME_TTL, default 7 days; 0: never).
+   */
+  cacheVolumeTtlMs?: number
   /** The head poller's limits (github/poller.ts), beyond its interval. */
   headPoller?: Partial<Pick<HeadPollerOptions, 'maxRepos' | 'maxBranches' | 'maxPulls' | 'maxBackoffMs' | 'requestTimeoutMs' | 'rateLimitReserve'>>
   logger?: Logger
@@ -106,6 +116,8 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     ...(o.cancelSuperseded !== undefined ? { cancelSuperseded: o.cancelSuperseded } : {}),
     ...(o.leaseTtlMs !== undefined ? { leaseTtlMs: o.leaseTtlMs } : {}),
     ...(ledger ? { heads: ledger } : {}),
+    ...(o.reconcileIntervalMs !== undefined ? { reconcileStartingMs: o.reconcileIntervalMs } : {}),
+    ...(o.cacheVolumeTtlMs !== undefined ? { cacheVolumeTtlMs: o.cacheVolumeTtlMs } : {}),
   })
   await service.start()
   const poller = github && ledger
@@ -153,7 +165,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
 }
 
 /** The service's settings from its environment, as DESIGN.md lists them. */
-export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded' | 'logRetentionMs' | 'githubPollIntervalMs'> {
+export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded' | 'logRetentionMs' | 'githubPollIntervalMs' | 'reconcileIntervalMs' | 'cacheVolumeTtlMs'> {
   const cancel = env.REGATTA_CANCEL_SUPERSEDED
   if (cancel !== undefined && !['true', 'false', '1', '0'].includes(cancel)) {
     throw new RegattaError('INVALID_CONFIG', `REGATTA_CANCEL_SUPERSEDED: "${cancel}" is not true or false`)
@@ -163,6 +175,8 @@ export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 
     ...(cancel !== undefined ? { cancelSuperseded: cancel === 'true' || cancel === '1' } : {}),
     ...(env.REGATTA_LOG_RETENTION ? { logRetentionMs: parseDuration(env.REGATTA_LOG_RETENTION, 'REGATTA_LOG_RETENTION') } : {}),
     ...(env.REGATTA_GITHUB_POLL_INTERVAL ? { githubPollIntervalMs: pollInterval(env.REGATTA_GITHUB_POLL_INTERVAL) } : {}),
+    ...(env.REGATTA_RECONCILE_INTERVAL ? { reconcileIntervalMs: reconcileInterval(env.REGATTA_RECONCILE_INTERVAL) } : {}),
+    ...(env.REGATTA_CACHE_VOLUME_TTL ? { cacheVolumeTtlMs: cacheVolumeTtl(env.REGATTA_CACHE_VOLUME_TTL) } : {}),
     ...(env.REGATTA_WEBHOOK_SECRET ? { webhookSecret: env.REGATTA_WEBHOOK_SECRET } : {}),
     ...(env.REGATTA_GITHUB_TOKEN ? { githubToken: env.REGATTA_GITHUB_TOKEN } : {}),
     ...(env.REGATTA_GITHUB_API_URL ? { githubApiUrl: env.REGATTA_GITHUB_API_URL } : {}),
@@ -176,5 +190,21 @@ export function pollInterval(text: string, what = 'REGATTA_GITHUB_POLL_INTERVAL'
   const ms = parseDuration(text, what)
   if (ms === 0) return 0
   if (ms < 100) throw new RegattaError('INVALID_CONFIG', `${what}: "${text}" is too short (at least 100ms; 0 or off for no polling)`)
+  return ms
+}
+
+/** REGATTA_RECONCILE_INTERVAL: a duration of at least 100 ms. */
+export function reconcileInterval(text: string, what = 'REGATTA_RECONCILE_INTERVAL'): number {
+  const ms = parseDuration(text, what)
+  if (ms < 100) throw new RegattaError('INVALID_CONFIG', `${what}: "${text}" is too short (at least 100ms)`)
+  return ms
+}
+
+/** REGATTA_CACHE_VOLUME_TTL: a duration of at least 1 s, or 0 / off to keep unused cache volumes. */
+export function cacheVolumeTtl(text: string, what = 'REGATTA_CACHE_VOLUME_TTL'): number {
+  if (/^\s*(off|0)\s*$/i.test(text)) return 0
+  const ms = parseDuration(text, what)
+  if (ms === 0) return 0
+  if (ms < 1_000) throw new RegattaError('INVALID_CONFIG', `${what}: "${text}" is too short (at least 1s; 0 or off to keep unused volumes)`)
   return ms
 }

@@ -31,8 +31,8 @@ export const CI_FRAMEWORK_ID = 'regatta-ci'
 export const CI_ROLES = ['ci/push', 'ci/tag', 'ci/pull_request', 'ci/schedule', 'ci/manual']
 /** Plans (each a checkout of the commit) at the same time. */
 export const MAX_PLANNING = 4
-/** A job launched this long ago whose task has not started is asked about (a lost launch). */
-const RECONCILE_STARTING_MS = 60_000
+/** A job launched this long ago whose task has not started is asked about (a lost launch); default of CiOptions.reconcileStartingMs. */
+export const RECONCILE_STARTING_MS = 60_000
 
 /** What the service keeps about a run besides its machine. */
 export interface RunMeta {
@@ -76,6 +76,17 @@ export interface CiOptions {
    * head the GitHub head poller started already starts no second run (github/heads.ts).
    */
   heads?: HeadClaims
+  /**
+   * How long a launched job's task may stay unstarted before the master is asked about it, and
+   * how often that is checked (default RECONCILE_STARTING_MS): a launch the master lost is
+   * answered LOST and the job requeued.
+   */
+  reconcileStartingMs?: number
+  /**
+   * Cache volumes unused for this long are destroyed and their disk unreserved (default
+   * DEFAULT_CACHE_VOLUME_TTL_MS, 7 days; 0: kept however long they are unused).
+   */
+  cacheVolumeTtlMs?: number
   /** Per-repository weights of the fair share between repositories (REGATTA_REPO_WEIGHTS, parseRepoWeights; default 1). */
   repoWeights?: Readonly<Record<string, number>>
 }
@@ -212,7 +223,7 @@ export class CiService {
     this.wantedRoles = undefined
     this.toldDemand = undefined
     this.wantOffers()
-    this.reconcileTimer = this.clock.setInterval(() => this.reconcileStarting(), RECONCILE_STARTING_MS)
+    this.reconcileTimer = this.clock.setInterval(() => this.reconcileStarting(), this.reconcileStartingMs)
   }
 
   /** Lost the lease: stop acting at once; what the runs reached is in KV for the next holder. */
@@ -234,6 +245,10 @@ export class CiService {
    * Jobs launched a while ago whose task never started are asked about (RECONCILE): a launch
    * that never reached the master is answered LOST and the job requeued, instead of waiting.
    */
+  private get reconcileStartingMs(): number {
+    return this.o.reconcileStartingMs ?? RECONCILE_STARTING_MS
+  }
+
   private reconcileStarting(): void {
     if (!this.sched) return
     const now = this.clock.now()
@@ -242,7 +257,7 @@ export class CiService {
       const run = r.actor.getSnapshot().context
       return activeTasks(run).filter((t) => {
         const c = run.jobs[t.jobId]?.context
-        return c && c.startedAt === null && c.launchedAt !== null && now - c.launchedAt > RECONCILE_STARTING_MS
+        return c && c.startedAt === null && c.launchedAt !== null && now - c.launchedAt >= this.reconcileStartingMs
       }).map((t) => ({ taskId: t.taskId }))
     })
     if (tasks.length > 0) this.sched.reconcile(tasks).catch((err: Error) => this.log.warn({ err: err.message }, 'reconcile failed'))
