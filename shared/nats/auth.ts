@@ -80,7 +80,8 @@ function frameworkUpdateSubjects(frameworkId: string): string[] {
 
 /**
  * The permissions of one user. An agent: register, heartbeat and unregister with the master,
- * publish status updates and output (JetStream), use the cache and artifact object stores, and
+ * publish status updates and output (JetStream) on its own subjects only
+ * (`regatta.update.*.<agent>`, `regatta.output.*.<agent>.>`), use the cache and artifact object stores, and
  * receive only its own commands. A framework: scheduler calls, its own events, its own update
  * consumer and its own tasks' output. `ci` is a framework that also keeps its KV buckets and
  * object stores, serves `regatta.ci.secrets` and reads the cluster state and task output.
@@ -103,7 +104,8 @@ export function permissionsFor(u: Pick<NatsUser, 'user' | 'role' | 'id'>): Subje
         publish: {
           allow: [
             Subjects.agentRegister, Subjects.agentHeartbeat, Subjects.agentUnregister,
-            Subjects.statusUpdateAll, Subjects.taskOutputAll, '$JS.API.INFO',
+            // status updates and output on its own subjects only (they name the agent)
+            `regatta.update.*.${idToken(id)}`, `regatta.output.*.${idToken(id)}.>`, '$JS.API.INFO',
             ...objectStoreSubjects(Buckets.cache), ...objectStoreSubjects(Buckets.artifacts),
           ],
         },

@@ -1,7 +1,9 @@
-// Sends task status updates into JetStream, batched per framework: while one batch is being
-// stored, the next one fills up, so a busy agent sends a few messages a moment instead of one
-// per update, and a lone update leaves at once. Order per framework is kept; a batch is
-// retried under the same message id (de-duplicated by JetStream) until it is stored.
+// Sends task status updates into JetStream, batched per subject (framework and sender): while
+// one batch is being stored, the next one fills up, so a busy agent sends a few messages a moment
+// instead of one per update, and a lone update leaves at once. Order per subject is kept; a batch
+// is retried under the same message id (de-duplicated by JetStream) until it is stored.
+// The subject names the sender: `regatta.update.<framework>.<agent>` for an agent's update (its
+// `agentId`), `regatta.update.<framework>._master` for the master's (`source: 'master'`).
 import { randomUUID } from 'node:crypto'
 import { Subjects, encode, type TaskStatus } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
@@ -28,17 +30,23 @@ export class StatusUpdateSender {
   send(status: TaskStatus): Promise<void> {
     if (this.stopped) return Promise.reject(new RegattaError('NO_RESPONDERS', 'status update sender closed'))
     return new Promise<void>((resolve, reject) => {
-      const fw = status.frameworkId
-      let q = this.queues.get(fw)
+      if (status.source === 'agent' && !status.agentId) {
+        reject(new RegattaError('INVALID_MESSAGE', `status update of task ${status.taskId}: an agent's update needs its agentId`))
+        return
+      }
+      const subject = status.source === 'master'
+        ? Subjects.masterStatusUpdate(status.frameworkId)
+        : Subjects.statusUpdate(status.frameworkId, status.agentId!)
+      let q = this.queues.get(subject)
       if (!q) {
         q = []
-        this.queues.set(fw, q)
+        this.queues.set(subject, q)
       }
       q.push({ status, resolve, reject })
-      if (!this.busy.has(fw)) {
-        this.busy.add(fw)
+      if (!this.busy.has(subject)) {
+        this.busy.add(subject)
         // on the next turn, so that the updates of this turn travel together
-        setImmediate(() => this.track(this.drain(fw)))
+        setImmediate(() => this.track(this.drain(subject)))
       }
     })
   }
@@ -48,8 +56,8 @@ export class StatusUpdateSender {
     void p.finally(() => this.flights.delete(p))
   }
 
-  private async drain(fw: string): Promise<void> {
-    const q = this.queues.get(fw)
+  private async drain(subject: string): Promise<void> {
+    const q = this.queues.get(subject)
     while (q && q.length > 0 && !this.stopped) {
       const batch = q.splice(0, MAX_BATCH)
       const msgId = randomUUID()
@@ -57,7 +65,7 @@ export class StatusUpdateSender {
       let delay = 100
       for (;;) {
         try {
-          await this.publisher.publish(Subjects.statusUpdate(fw), data, msgId)
+          await this.publisher.publish(subject, data, msgId)
           for (const b of batch) b.resolve()
           break
         } catch (err) {
@@ -65,14 +73,14 @@ export class StatusUpdateSender {
             for (const b of batch) b.reject(err as Error)
             break
           }
-          this.log.warn({ err: (err as Error).message, frameworkId: fw, updates: batch.length }, 'status updates not stored yet; retrying')
+          this.log.warn({ err: (err as Error).message, subject, updates: batch.length }, 'status updates not stored yet; retrying')
           await new Promise((r) => setTimeout(r, delay))
           delay = Math.min(delay * 2, 5_000)
         }
       }
     }
-    this.busy.delete(fw)
-    if (q && q.length === 0) this.queues.delete(fw)
+    this.busy.delete(subject)
+    if (q && q.length === 0) this.queues.delete(subject)
   }
 
   /** Waits (bounded) for batches in flight, then refuses new updates and fails what is queued. */

@@ -11,6 +11,12 @@ export function idToken(id: string): string {
   return id.replace(/[^A-Za-z0-9-]/g, (c) => `_${c.codePointAt(0)!.toString(16)}_`)
 }
 
+/**
+ * The sender token of the master's own status updates. idToken never makes it (a `_` it writes
+ * is followed by hex digits and another `_`), so no agent id maps to it.
+ */
+export const MASTER_SENDER = '_master'
+
 export const Subjects = {
   /** Agent -> master (request): register or re-register. */
   agentRegister: 'regatta.master.agent.register',
@@ -30,17 +36,47 @@ export const Subjects = {
   agentCommand: (agentId: string) => `regatta.agent.${idToken(agentId)}.cmd`,
   /** Master -> framework: events (core NATS; offers are not durable, as in Mesos). */
   frameworkEvents: (frameworkId: string) => `regatta.framework.${idToken(frameworkId)}.events`,
-  /** Agent -> JetStream: acknowledged status updates for one framework. */
-  statusUpdate: (frameworkId: string) => `regatta.update.${idToken(frameworkId)}`,
+  /**
+   * Agent -> JetStream: acknowledged status updates of one framework's tasks, from one agent
+   * (`regatta.update.<framework>.<agent>`): an agent's NATS user may publish on its own only.
+   */
+  statusUpdate: (frameworkId: string, agentId: string) => `regatta.update.${idToken(frameworkId)}.${idToken(agentId)}`,
+  /** Master -> JetStream: the master's own status updates (`regatta.update.<framework>._master`; no agent may publish there). */
+  masterStatusUpdate: (frameworkId: string) => `regatta.update.${idToken(frameworkId)}.${MASTER_SENDER}`,
+  /** Every status update of one framework, whoever sent it: the filter of its durable consumer. */
+  frameworkStatusUpdates: (frameworkId: string) => `regatta.update.${idToken(frameworkId)}.*`,
   statusUpdateAll: 'regatta.update.>',
-  /** Agent -> JetStream: task output for one framework's task. */
-  taskOutput: (frameworkId: string, taskId: string) => `regatta.output.${idToken(frameworkId)}.${idToken(taskId)}`,
+  /** Agent -> JetStream: output of one framework's task, from the agent running it (`regatta.output.<framework>.<agent>.<task>`). */
+  taskOutput: (frameworkId: string, agentId: string, taskId: string) => `regatta.output.${idToken(frameworkId)}.${idToken(agentId)}.${idToken(taskId)}`,
+  /** A task's output whatever agent runs it (`regatta.output.<framework>.*.<task>`): what readers subscribe to or filter on. */
+  taskOutputAnyAgent: (frameworkId: string, taskId: string) => `regatta.output.${idToken(frameworkId)}.*.${idToken(taskId)}`,
   taskOutputAll: 'regatta.output.>',
   /** CI replica -> the CI replica holding the lease (request): triggers, cancels, reruns. */
   ciLeader: 'regatta.ci.leader',
   /** Operator -> CI services (request, queue group): store, list or delete repository secrets. */
   ciSecrets: 'regatta.ci.secrets',
 } as const
+
+/**
+ * Why a status update may not be taken from the subject it came on, or undefined when it may:
+ * the subject must be `regatta.update.<framework>.<sender>` with the update's own framework, and
+ * the sender the update claims (`source: 'master'`: the master's token; else its `agentId`).
+ * The server lets an agent publish on its own subjects only, so this ties the update to its agent.
+ */
+export function updateSenderMismatch(subject: string, status: { frameworkId: string; agentId?: string; source: 'agent' | 'master' }): string | undefined {
+  const parts = subject.split('.')
+  if (parts.length !== 4 || parts[0] !== 'regatta' || parts[1] !== 'update') return `subject ${subject} is not regatta.update.<framework>.<sender>`
+  if (parts[2] !== idToken(status.frameworkId)) return `an update of framework ${status.frameworkId} came on ${subject}`
+  if (status.source === 'master') return parts[3] === MASTER_SENDER ? undefined : `an update of source master came on ${subject}`
+  if (status.agentId === undefined || status.agentId.length === 0) return `an agent's update without agentId came on ${subject}`
+  return parts[3] === idToken(status.agentId) ? undefined : `an update of agent ${status.agentId} came on ${subject}`
+}
+
+/** The agent token of an agent's status update subject (`regatta.update.<fw>.<agent>`), undefined for the master's or another subject. */
+export function updateSubjectAgentToken(subject: string): string | undefined {
+  const parts = subject.split('.')
+  return parts.length === 4 && parts[0] === 'regatta' && parts[1] === 'update' && parts[3] !== MASTER_SENDER ? parts[3] : undefined
+}
 
 export const Streams = {
   updates: 'REGATTA_UPDATES',

@@ -8,7 +8,7 @@
 import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
-  CallReply, Consumers, Event, LeaderElected, StatusUpdates, Streams, Subjects, decode, encode, isTerminal, type TaskStatus,
+  CallReply, Consumers, Event, LeaderElected, StatusUpdates, Streams, Subjects, decode, encode, isTerminal, updateSenderMismatch, type TaskStatus,
   type Call, type Filters, type FrameworkInfo, type Offer, type Operation, type ResourceRequest, type TaskSpec,
 } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
@@ -136,6 +136,12 @@ export class Scheduler {
           m.term()
           return
         }
+        // an update not from whom it claims (or an agent's about another agent's task) is dropped
+        batch = batch.filter((s) => {
+          const why = this.forged(s, m.subject)
+          if (why) this.log.warn({ subject: m.subject, taskId: s.taskId, agentId: s.agentId, state: s.state, why }, 'refusing a status update')
+          return why === undefined
+        })
         // the message is acknowledged to JetStream once every update in it is acknowledged
         const fresh = batch.filter((s) => s.uuid === undefined || !this.acked.has(s.uuid))
         const waiting = { m, left: new Set(fresh.map((s) => s.uuid).filter((u): u is string => u !== undefined)) }
@@ -144,6 +150,16 @@ export class Scheduler {
         for (const status of fresh) this.deliver({ type: 'UPDATE', status })
       },
     })
+  }
+
+  /** Why an update may not be taken from the subject it came on (see updateSenderMismatch), or undefined. */
+  private forged(s: TaskStatus, subject: string): string | undefined {
+    if (s.frameworkId !== this.frameworkId) return `an update of framework ${s.frameworkId}`
+    const mismatch = updateSenderMismatch(subject, s)
+    if (mismatch) return mismatch
+    const runsOn = this.liveTasks.get(s.taskId)
+    if (s.source === 'agent' && runsOn !== undefined && runsOn !== s.agentId) return `task ${s.taskId} was launched on agent ${runsOn}`
+    return undefined
   }
 
   /**

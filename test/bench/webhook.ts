@@ -22,6 +22,7 @@ import { join } from 'node:path'
 import type { NatsConnection, Subscription } from 'nats'
 import { connectNats } from '../../shared/nats/index.js'
 import { silentLogger } from '../../shared/log/index.js'
+import { httpAuthFrom } from '../../shared/http/index.js'
 import { parseResources } from '../../shared/resources/index.js'
 import { Subjects } from '../../shared/protocol/index.js'
 import { checkoutCommit } from '../../shared/git/checkout.js'
@@ -151,7 +152,7 @@ class Observer {
     // the master's commands to agents: LAUNCH
     listen('regatta.agent.*.cmd', (d, _s, at) => this.tasksOf(JSON.parse(text(d)) as LaunchOp, (_t, sha) => this.mark(sha, 'launched', at)))
     // status updates (JetStream subjects; a core subscription sees them as they are published)
-    listen(Subjects.statusUpdate(CI_FRAMEWORK_ID), (d, _s, at) => {
+    listen(Subjects.frameworkStatusUpdates(CI_FRAMEWORK_ID), (d, _s, at) => {
       const { updates } = JSON.parse(text(d)) as { updates: Array<{ taskId: string; state: string; timestamp: number }> }
       for (const u of updates) {
         const sha = this.shaOfTask.get(u.taskId)
@@ -249,6 +250,7 @@ async function startEnv(kind: 'docker' | 'process', api: FakeGitHubApi, image: s
     const ci = await runCi({
       natsUrl: nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret: SECRET,
       githubApiUrl: api.url, githubToken: 'bench-token', publicUrl: 'http://ci.example.test', logger: silentLogger(),
+      auth: httpAuthFrom({ openReads: true }, {}),
     })
     steps.push(() => ci.stop())
     return { kind, nats, ci, agent, observer, stop }

@@ -18,7 +18,8 @@ export interface ReadOptions {
 /** The task's output chunks in order; without `follow`, ends when what is stored so far is read. */
 export async function* taskOutput(nc: NatsConnection, frameworkId: string, taskId: string, o: ReadOptions = {}): AsyncGenerator<OutputChunk> {
   const js = nc.jetstream()
-  const subject = Subjects.taskOutput(frameworkId, taskId)
+  // whatever agent ran it (the subject names the agent: regatta.output.<fw>.<agent>.<task>)
+  const subject = Subjects.taskOutputAnyAgent(frameworkId, taskId)
   if (!o.follow && !(await hasOutput(nc, subject))) return
   // an ordered consumer starts at the stream's first message by default (2.9 refuses deliver_policy all with a start sequence)
   const consumer = await js.consumers.get(Streams.output, { filterSubjects: subject })

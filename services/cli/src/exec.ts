@@ -75,7 +75,7 @@ export async function execTask(o: ExecOptions): Promise<ExecResult> {
   })
 
   // output first, so that nothing the task prints is missed
-  const output = o.nc.subscribe(Subjects.taskOutput(scheduler.frameworkId, taskId))
+  const output = o.nc.subscribe(Subjects.taskOutputAnyAgent(scheduler.frameworkId, taskId))
   void (async () => {
     for await (const m of output) {
       try {

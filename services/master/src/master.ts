@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto'
 import type { ConsumerMessages, JetStreamClient, JsMsg, NatsConnection, Subscription } from 'nats'
 import {
   AgentRegistered, Call, CommandReply, type FrameworkInfo, RegisterAgent, AgentHeartbeat, UnregisterAgent, StatusUpdates, TaskStatus, Subjects, Streams, Consumers, Buckets,
-  OperatorCall, decode, encode, isTerminal,
+  OperatorCall, decode, encode, isTerminal, updateSenderMismatch,
   type AgentCommand, type CallReply, type ClusterState, type Event, type Offer, type OperatorReply, type TaskInfo, type TaskState,
 } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
@@ -243,7 +243,7 @@ export class Master {
         expires: 5_000,
         callback: (m) => {
           try {
-            for (const status of decode(StatusUpdates, m.data, 'status updates').updates) this.onStatusUpdate(status)
+            for (const status of decode(StatusUpdates, m.data, 'status updates').updates) this.onStatusUpdate(status, m.subject)
           } catch (err) {
             this.o.metrics?.invalidMessage(m.subject)
             this.log.warn({ err: (err as Error).message, subject: m.subject }, 'dropping a bad status update')
@@ -669,7 +669,7 @@ export class Master {
       if (agent?.draining) this.sendInverseOffers(agent, id)
     }
     // the framework's durable consumer of its status updates must exist before any task runs
-    await ensureConsumer(await this.nc.jetstreamManager(), Streams.updates, Consumers.frameworkUpdates(id), Subjects.statusUpdate(id))
+    await this.ensureFrameworkConsumer(id)
     this.log.info({ frameworkId: id, name: info.name, roles: info.roles }, 'framework subscribed')
     const subscribed = { type: 'SUBSCRIBED' as const, frameworkId: id, heartbeatIntervalMs: this.config.heartbeatIntervalMs, masterId: this.o.id, epoch: this.lease.epoch }
     this.scheduleAllocation()
@@ -894,14 +894,41 @@ export class Master {
 
   // ---- status updates ---------------------------------------------------------------------
 
-  private onStatusUpdate(s: TaskStatus): void {
+  /**
+   * The framework's durable consumer of its updates, `regatta.update.<fw>.*`. One made before
+   * the subjects named the agent (filter `regatta.update.<fw>`) would get nothing: it is made again.
+   */
+  private async ensureFrameworkConsumer(frameworkId: string): Promise<void> {
+    const jsm = await this.nc.jetstreamManager()
+    const durable = Consumers.frameworkUpdates(frameworkId)
+    const filter = Subjects.frameworkStatusUpdates(frameworkId)
+    const had = await jsm.consumers.info(Streams.updates, durable).catch(() => undefined)
+    if (had && had.config.filter_subject !== filter) {
+      this.log.warn({ frameworkId, filter: had.config.filter_subject }, 'replacing a framework update consumer with an old subject filter')
+      await jsm.consumers.delete(Streams.updates, durable).catch(() => undefined)
+    }
+    await ensureConsumer(jsm, Streams.updates, durable, filter)
+  }
+
+  /** An update that did not come from whom it claims, or about another agent's task: logged, counted, never applied. */
+  private refuseUpdate(s: TaskStatus, subject: string, why: string): void {
+    this.o.metrics?.updateRefused()
+    this.log.warn({ subject, taskId: s.taskId, frameworkId: s.frameworkId, agentId: s.agentId, state: s.state, why }, 'refusing a status update')
+  }
+
+  private onStatusUpdate(s: TaskStatus, subject: string): void {
     this.o.metrics?.statusUpdate(s.state)
+    // the subject names the sender, and the server lets an agent publish on its own only
+    const mismatch = updateSenderMismatch(subject, s)
+    if (mismatch) return this.refuseUpdate(s, subject, mismatch)
     // the master's own updates are applied when it makes them; some are about launches that
     // never happened (a task id in use, a void offer) and must not touch a live task of that id
     if (s.source === 'master') return
     const key = taskKey(s.frameworkId, s.taskId)
     const t = this.cluster.tasks.get(key)
     if (!t) return
+    // an agent speaks for its own tasks only
+    if (t.info.agentId !== s.agentId) return this.refuseUpdate(s, subject, `task ${s.taskId} runs on agent ${t.info.agentId}`)
     if (t.latest.uuid === s.uuid && t.state === s.state) return // our own update, applied already
     const wasHolding = t.holdsResources
     if (!this.cluster.applyStatus(t, s, this.clock.now())) return

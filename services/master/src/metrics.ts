@@ -31,6 +31,7 @@ export class MasterMetrics {
   private readonly tasksLaunchedTotal: Counter
   private readonly statusUpdatesTotal: Counter<'state'>
   private readonly invalidMessagesTotal: Counter<'subject'>
+  private readonly updatesRefusedTotal: Counter
   private readonly callsTotal: Counter<'type'>
   private readonly taskStartTimeoutsTotal: Counter
 
@@ -56,6 +57,7 @@ export class MasterMetrics {
     this.tasksLaunchedTotal = new Counter({ name: `${PREFIX}tasks_launched_total`, help: 'Tasks launched on agents', registers })
     this.statusUpdatesTotal = new Counter({ name: `${PREFIX}status_updates_total`, help: 'Task status updates received, by state', labelNames: ['state'], registers })
     this.invalidMessagesTotal = new Counter({ name: `${PREFIX}invalid_messages_total`, help: 'Messages that failed their schema, by subject', labelNames: ['subject'], registers })
+    this.updatesRefusedTotal = new Counter({ name: `${PREFIX}status_updates_refused_total`, help: 'Status updates refused: their subject names another sender, or an agent spoke for another agent\'s task', registers })
     this.callsTotal = new Counter({ name: `${PREFIX}calls_total`, help: 'Scheduler and operator calls received, by type', labelNames: ['type'], registers })
     this.taskStartTimeoutsTotal = new Counter({ name: `${PREFIX}task_start_timeouts_total`, help: 'Tasks killed and reported LOST because they were still STAGING or STARTING at the task start timeout', registers })
 
@@ -111,6 +113,10 @@ export class MasterMetrics {
 
   invalidMessage(subject: string): void {
     this.invalidMessagesTotal.inc({ subject })
+  }
+
+  updateRefused(): void {
+    this.updatesRefusedTotal.inc()
   }
 
   call(type: string): void {

@@ -113,7 +113,7 @@ t.test('Checks that the task runs in its sandbox with REGATTA_TASK_ID, REGATTA_F
 t.test('Checks that output is streamed to the framework when the task asks for it', async (t) => {
   const nc = await cluster.connect('output')
   const chunks: OutputChunk[] = []
-  const sub = nc.subscribe(Subjects.taskOutput(fw.scheduler.frameworkId, 'stream-1'), {
+  const sub = nc.subscribe(Subjects.taskOutputAnyAgent(fw.scheduler.frameworkId, 'stream-1'), {
     callback: (_err, m) => { chunks.push(decode(OutputChunk, m.data)) },
   })
   t.teardown(() => sub.unsubscribe())

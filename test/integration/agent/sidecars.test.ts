@@ -68,7 +68,7 @@ t.test('Checks that the main container reaches its sidecars over 127.0.0.1 with 
   const nc = await cluster.connect('output')
   const output: Array<{ stream: string; data: string }> = []
   const OutputMsg = Type.Object({ stream: Type.String(), data: Type.String() }, { additionalProperties: true })
-  nc.subscribe(Subjects.taskOutput(fw.scheduler.frameworkId, 'sc-reach'), {
+  nc.subscribe(Subjects.taskOutputAnyAgent(fw.scheduler.frameworkId, 'sc-reach'), {
     callback: (_err, m) => output.push(decode(OutputMsg, m.data, 'output')),
   })
   await nc.flush()

@@ -15,7 +15,7 @@ t.before(async () => {
 t.teardown(() => nats.stop())
 
 function publish(nc: Awaited<ReturnType<NatsServer['connect']>>, taskId: string, lines: string[], from = 0): void {
-  lines.forEach((data, i) => nc.publish(Subjects.taskOutput('fw-1', taskId), encode({ taskId, stream: i % 2 ? 'stderr' : 'stdout', seq: from + i, data })))
+  lines.forEach((data, i) => nc.publish(Subjects.taskOutput('fw-1', 'agent-1', taskId), encode({ taskId, stream: i % 2 ? 'stderr' : 'stdout', seq: from + i, data })))
 }
 
 t.test('Checks that the whole output of an ended task reads back in order', async (t) => {
@@ -52,7 +52,7 @@ t.test('Checks that an archived log is read from the object store after JetStrea
   await nc.flush()
   t.equal(await archive.archive('fw-1', 'task-c'), true, 'archived')
   t.equal(await archive.archive('fw-1', 'silent-task'), false, 'a task without output has nothing to archive')
-  await (await nc.jetstreamManager()).streams.purge(Streams.output, { filter: Subjects.taskOutput('fw-1', 'task-c') })
+  await (await nc.jetstreamManager()).streams.purge(Streams.output, { filter: Subjects.taskOutputAnyAgent('fw-1', 'task-c') })
   t.equal(await taskOutputText(nc, 'fw-1', 'task-c'), '', 'JetStream no longer has it')
   const ended = { attempt: 1, taskId: 'task-c', launchedAt: 1, startedAt: 2, finishedAt: 3, outcome: 'cancelled' as const, exitCode: null, reason: 'cancelled', message: null }
   t.equal(await attemptLogText(nc, archive, 'fw-1', 'task-c', ended), 'kept\nforever\n::regatta attempt 1 was cancelled (cancelled)\n', 'the archive has it, with the end line')

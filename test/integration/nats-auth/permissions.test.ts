@@ -4,9 +4,10 @@ import t from 'tap'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { randomUUID } from 'node:crypto'
 import { connect } from 'nats'
 import { connectNats, request, devUsers, type NatsUser } from '../../../shared/nats/index.js'
-import { Buckets, ClusterState, OperatorReply, Subjects, Streams, Consumers } from '../../../shared/protocol/index.js'
+import { Buckets, ClusterState, OperatorReply, Subjects, Streams, Consumers, encode } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { silentLogger } from '../../../shared/log/index.js'
 import { parseResources } from '../../../shared/resources/index.js'
@@ -51,9 +52,16 @@ t.test('Checks that a master, an agent and a framework, each connected as its ow
   const fw = new RecordingFramework(fwNc, { id: 'fw1', name: 'auth-test', roles: ['*'] })
   await fw.start()
   stops.push(() => fw.scheduler.stop())
-  await fw.launch(shellTask('t1', 'echo hello'))
+  // the framework reads its task's output (whatever agent runs it) under its own permissions
+  const output: string[] = []
+  fwNc.subscribe(Subjects.taskOutputAnyAgent('fw1', 't1'), { callback: (_e, m) => output.push(m.subject) })
+  await fwNc.flush()
+  await fw.launch(shellTask('t1', 'echo hello', { streamOutput: true }))
   const end = await fw.terminal('t1')
   t.equal(end.state, 'FINISHED', 'the task finished')
+  t.equal(end.agentId, 'a1', 'its update came from agent a1')
+  await until('the output to arrive', () => output.length > 0)
+  t.same([...new Set(output)], [Subjects.taskOutput('fw1', 'a1', 't1')], 'the output came on a1\'s own output subject')
   // the agent's object stores (caches, artifacts) work under its permissions
   const os = await agentNc.jetstream().views.os(Buckets.cache)
   await os.putBlob({ name: 'k1' }, new TextEncoder().encode('cached'))
@@ -87,20 +95,52 @@ t.test('Checks that an agent is refused another agent\'s commands, the operator 
   t.notOk(nc.isClosed(), 'a refusal does not close the connection')
 })
 
+t.test('Checks that an agent may publish status updates and output on its own subjects only: another agent\'s and the master\'s are refused by the server', async (t) => {
+  const nc = await nats.connectAs(as('agent-a1'), 'forging-agent')
+  const refused = violations(nc)
+  const js = nc.jetstream()
+  const body = (agentId: string, source: 'agent' | 'master' = 'agent'): Uint8Array => encode({ updates: [{
+    taskId: 'forged-1', frameworkId: 'fw1', agentId, state: 'FAILED', uuid: randomUUID(), source, timestamp: Date.now(),
+  }] })
+  // its own subjects: stored by JetStream, no violation
+  const own = await js.publish(Subjects.statusUpdate('fw1', 'a1'), body('a1'))
+  t.equal(own.stream, Streams.updates, 'its own update subject is stored in the updates stream')
+  nc.publish(Subjects.taskOutput('fw1', 'a1', 'own-task'), encode({ taskId: 'own-task', stream: 'stdout', seq: 0, data: 'mine\n' }))
+  await nc.flush()
+  // another agent's update and output, the master's update subject, a subject of more tokens
+  const forged = [
+    Subjects.statusUpdate('fw1', 'a2'), Subjects.masterStatusUpdate('fw1'), `${Subjects.statusUpdate('fw1', 'a1')}.x`,
+    Subjects.taskOutput('fw1', 'a2', 't1'), Subjects.taskOutput('fw2', 'a2', 't9'),
+  ]
+  for (const s of forged) nc.publish(s, s.startsWith('regatta.update') ? body('a2') : encode({ taskId: 't1', stream: 'stdout', seq: 0, data: 'forged\n' }))
+  await until('every forged publish to be refused', () => forged.every((s) => refused.some((v) => v.operation === 'publish' && v.subject === s)))
+  t.same(forged.filter((s) => !refused.some((v) => v.operation === 'publish' && v.subject === s)), [], 'each forged subject refused by the server')
+  t.notOk(refused.some((v) => v.subject === Subjects.statusUpdate('fw1', 'a1') || v.subject === Subjects.taskOutput('fw1', 'a1', 'own-task')), 'its own subjects are allowed')
+  // a JetStream publish there gets no ack: nothing was stored
+  await t.rejects(js.publish(Subjects.statusUpdate('fw1', 'a2'), body('a2'), { timeout: 1_000 }), 'a JetStream publish on a2\'s subject is never acknowledged')
+  // what the stream holds: the agent's own update and output only
+  const jsm = await (await nats.connectAs(as('operator'), 'auditor')).jetstreamManager()
+  await t.rejects(jsm.streams.getMessage(Streams.updates, { last_by_subj: Subjects.statusUpdate('fw1', 'a2') }), 'no update stored on a2\'s subject')
+  await t.rejects(jsm.streams.getMessage(Streams.output, { last_by_subj: Subjects.taskOutput('fw1', 'a2', 't1') }), 'no output stored on a2\'s subject')
+  const mine = await jsm.streams.getMessage(Streams.output, { last_by_subj: Subjects.taskOutputAnyAgent('fw1', 'own-task') })
+  t.equal(mine.subject, Subjects.taskOutput('fw1', 'a1', 'own-task'), 'its own output is stored and found by the any-agent subject')
+  t.notOk(nc.isClosed(), 'refusals do not close the connection')
+})
+
 t.test('Checks that a framework is refused another framework\'s events, updates and output, and the operator subject', async (t) => {
   const nc = await nats.connectAs(as('framework-fw2'), 'rogue-framework')
   const refused = violations(nc)
   nc.subscribe(Subjects.frameworkEvents('fw1'))
-  nc.subscribe(Subjects.taskOutput('fw1', 't1'))
+  nc.subscribe(Subjects.taskOutputAnyAgent('fw1', 't1'))
   nc.publish(`$JS.API.CONSUMER.MSG.NEXT.${Streams.updates}.${Consumers.frameworkUpdates('fw1')}`, new TextEncoder().encode('{"batch":1}'))
   nc.publish(Subjects.masterOperator, new TextEncoder().encode('{"type":"DRAIN","agentId":"a1"}'))
-  nc.publish(Subjects.statusUpdate('fw1'), new TextEncoder().encode('{}'))
+  nc.publish(Subjects.statusUpdate('fw1', 'a1'), new TextEncoder().encode('{}'))
   const want = [
     ['subscription', Subjects.frameworkEvents('fw1')],
-    ['subscription', Subjects.taskOutput('fw1', 't1')],
+    ['subscription', Subjects.taskOutputAnyAgent('fw1', 't1')],
     ['publish', `$JS.API.CONSUMER.MSG.NEXT.${Streams.updates}.${Consumers.frameworkUpdates('fw1')}`],
     ['publish', Subjects.masterOperator],
-    ['publish', Subjects.statusUpdate('fw1')],
+    ['publish', Subjects.statusUpdate('fw1', 'a1')],
   ] as const
   await until('every refusal', () => want.every(([op, s]) => refused.some((v) => v.operation === op && v.subject === s)))
   t.equal(want.filter(([op, s]) => refused.some((v) => v.operation === op && v.subject === s)).length, want.length, 'each one refused by the server')
