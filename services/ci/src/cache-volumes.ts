@@ -10,7 +10,7 @@
 // slot each. Inside a volume, each cache key has its own directory (`k-<hash of the key>`), the
 // last KEPT_CACHE_KEYS keys used are kept, and each cache path is a directory below it.
 import { createHash } from 'node:crypto'
-import type { ClusterState, Offer, Resource } from '../../../shared/protocol/index.js'
+import type { ClusterState, Offer, Operation, Resource } from '../../../shared/protocol/index.js'
 
 /**
  * Where a task sees its cache volume. At the root, beside the workspace: in Docker the volume is
@@ -24,6 +24,8 @@ const FROM_WORKSPACE = `..${CACHE_VOLUME_PATH}`
 export const MAX_CACHE_VOLUME_SLOTS = 4
 /** The cache keys whose directories a volume keeps (the most recently used). */
 export const KEPT_CACHE_KEYS = 3
+/** A cache volume unused this long is destroyed and its disk unreserved (REGATTA_CACHE_VOLUME_TTL). */
+export const DEFAULT_CACHE_VOLUME_TTL_MS = 7 * 24 * 3600_000
 
 const hash = (s: string, n: number): string => createHash('sha256').update(s).digest('hex').slice(0, n)
 /** Letters, digits, `_` and `-`, starting with a letter or digit (a volume id's first character must be). */
@@ -96,6 +98,11 @@ export class KnownVolumes {
     }
   }
 
+  /** The volume is gone (destroyed). */
+  forget(agentId: string, role: string, id: string): void {
+    this.byAgent.get(agentId)?.delete(`${role}\u0000${id}`)
+  }
+
   /** The volume ids of `role` on the agent. */
   ids(agentId: string, role: string): Set<string> {
     const out = new Set<string>()
@@ -103,6 +110,99 @@ export class KnownVolumes {
     for (const k of this.byAgent.get(agentId) ?? []) if (k.startsWith(prefix)) out.add(k.slice(prefix.length))
     return out
   }
+}
+
+/** A waiting job whose cache lives in a volume of family `base` (made `size` MiB when missing). */
+export interface VolumeWant {
+  role: string
+  pool: string
+  cpus: number
+  mem: number
+  disk?: number
+  revocable: boolean
+  base: string
+  size: number
+}
+
+/** Free volumes of an offer to destroy (and their disk to unreserve), and why. */
+export interface VolumeReclaim {
+  offer: Offer
+  volumes: Resource[]
+  why: 'expired' | 'evicted'
+}
+
+export interface ReclaimContext {
+  now: number
+  /** Volumes unused this long are destroyed; 0: never. */
+  ttlMs: number
+  /** When a volume was last used (a task took it, or gave it back), if known. */
+  lastUsed(agentId: string, role: string, id: string): number | undefined
+  /** Volume ids of the role known on the agent (held by tasks or not). */
+  existing(agentId: string, role: string): ReadonlySet<string>
+}
+
+/**
+ * Which offers' free cache volumes go (pure). A volume in an offer is held by no task: a volume
+ * in use is in no offer, so it is never chosen. Per offer: its volumes unused for the TTL; else,
+ * when a waiting job of the offer's role and pool fits it but finds no volume of its family and
+ * not the disk to make one, the least recently used free volumes of other families, as few as
+ * make room (none when even all would not). An offer listed here is taken by the reclaim's ACCEPT:
+ * what it frees comes back in the next offer, where the job makes its volume.
+ */
+export function reclaimVolumes(offers: readonly Offer[], wants: readonly VolumeWant[], c: ReclaimContext): VolumeReclaim[] {
+  const out: VolumeReclaim[] = []
+  const byAge = (agentId: string) => (a: Resource, b: Resource): number => {
+    const at = (r: Resource): number => c.lastUsed(agentId, r.role!, r.disk!.persistence.id) ?? c.now
+    return at(a) - at(b) || (a.disk!.persistence.id < b.disk!.persistence.id ? -1 : 1)
+  }
+  for (const offer of offers) {
+    const free = offer.resources.filter((r) => r.disk && r.role === offer.role && !r.revocable)
+    if (free.length === 0) continue
+    const expired = c.ttlMs > 0 ? free.filter((v) => c.now - (c.lastUsed(offer.agentId, offer.role, v.disk!.persistence.id) ?? c.now) >= c.ttlMs) : []
+    if (expired.length > 0) {
+      out.push({ offer, volumes: expired.sort(byAge(offer.agentId)), why: 'expired' })
+      continue
+    }
+    const sum = (pick: (r: Resource) => boolean, name: string): number =>
+      offer.resources.reduce((n, r) => (r.name === name && !r.disk && r.scalar !== undefined && pick(r) ? n + r.scalar : n), 0)
+    const plain = (name: string): number => sum((r) => !r.revocable, name)
+    const revocable = (name: string): number => sum((r) => r.revocable === true, name)
+    const unreservedDisk = sum((r) => !r.revocable && (r.role === undefined || r.role === '*'), 'disk')
+    const roleDisk = sum((r) => !r.revocable && r.role === offer.role, 'disk')
+    const ids = new Set([...c.existing(offer.agentId, offer.role), ...free.map((v) => v.disk!.persistence.id)])
+    const mine = wants.filter((w) => w.role === offer.role && w.pool === offer.pool)
+    const want = mine.find((w) => {
+      if (free.some((v) => slotOf(v.disk!.persistence.id, w.base) !== undefined)) return false
+      if (freeSlot(w.base, ids) === undefined) return false
+      const fitsIn = (get: (n: string) => number): boolean => w.cpus <= get('cpus') + 1e-9 && w.mem <= get('mem') + 1e-9 && (w.disk ?? 0) <= get('disk') + 1e-9
+      const from = w.revocable && fitsIn(revocable) ? 'revocable' : fitsIn(plain) ? 'plain' : undefined
+      if (!from) return false
+      const left = plain('disk') - (from === 'plain' ? w.disk ?? 0 : 0)
+      // room for a new volume already: placement makes it, nothing goes
+      return !(left >= w.size - 1e-9 && (roleDisk >= w.size - 1e-9 || unreservedDisk >= w.size - 1e-9))
+    })
+    if (!want) continue
+    const jobDisk = want.revocable ? 0 : want.disk ?? 0
+    const candidates = free.filter((v) => !mine.some((w) => slotOf(v.disk!.persistence.id, w.base) !== undefined)).sort(byAge(offer.agentId))
+    const chosen: Resource[] = []
+    let freed = 0
+    const enough = (): boolean => unreservedDisk + freed >= want.size - 1e-9 && plain('disk') + freed - jobDisk >= want.size - 1e-9
+    for (const v of candidates) {
+      if (enough()) break
+      chosen.push(v)
+      freed += v.scalar ?? 0
+    }
+    if (chosen.length > 0 && enough()) out.push({ offer, volumes: chosen, why: 'evicted' })
+  }
+  return out
+}
+
+/** The ACCEPT of a reclaim: the volumes destroyed, then the disk they were made of unreserved. */
+export function reclaimOperations(r: VolumeReclaim): Operation[] {
+  return [
+    { type: 'DESTROY', volumes: r.volumes },
+    { type: 'UNRESERVE', resources: r.volumes.map(({ disk: _disk, ...reserved }) => reserved) },
+  ]
 }
 
 const quote = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`

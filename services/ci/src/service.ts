@@ -20,7 +20,8 @@ import type { Schedules } from './schedules.js'
 import type { HeadClaims, StatusReporter } from './github/index.js'
 import { operationsFor, placeJobs, usageByRepo, type WaitingJob } from './placement.js'
 import { taskIdFor, taskSpecFor, type TaskSpecInput } from './task-spec.js'
-import { KnownVolumes, cacheVolumeBase } from './cache-volumes.js'
+import { DEFAULT_CACHE_VOLUME_TTL_MS, KnownVolumes, cacheVolumeBase, reclaimOperations, reclaimVolumes, type VolumeWant } from './cache-volumes.js'
+import { CacheVolumeLedger } from './cache-volume-ledger.js'
 import { withCommit } from './repo.js'
 import type { Trigger } from './trigger.js'
 import type { ResolvedSecrets, SecretStore } from './secrets.js'
@@ -130,6 +131,11 @@ export class CiService {
   private demandTimer: Timer | undefined
   /** The cache volumes on each agent, as far as seen: a new one never takes the id of one in use. */
   private readonly volumes = new KnownVolumes()
+  /** When each cache volume was last used (KV), for the TTL and least-recently-used eviction. */
+  private volumeLedger?: CacheVolumeLedger
+  /** The cache volume each launched task took. */
+  private readonly volumeOfTask = new Map<string, { agentId: string; role: string; id: string }>()
+  private volumeTimer?: Timer
 
   constructor(private readonly o: CiOptions) {
     this.nc = o.nc
@@ -191,6 +197,7 @@ export class CiService {
    */
   async start(): Promise<void> {
     this.kv = await this.nc.jetstream().views.kv(RUNS_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
+    this.volumeLedger = await CacheVolumeLedger.open(this.nc, this.log, this.o.replicas ?? 1)
     this.lease = new LeaderLease({
       nc: this.nc, bucket: Buckets.ciLeader, ttlMs: this.o.leaseTtlMs ?? 5_000, holderId: this.id, replicas: this.o.replicas ?? 1,
       logger: this.log, clock: this.clock,
@@ -204,6 +211,7 @@ export class CiService {
   private async lead(): Promise<void> {
     this.log.info({ id: this.id }, 'this CI replica leads: resuming runs')
     await this.resumeRuns()
+    await this.volumeLedger?.load().catch((err: Error) => this.log.warn({ err: err.message }, 'cannot read when cache volumes were last used'))
     const sched = new Scheduler({
       nc: this.nc,
       framework: { id: CI_FRAMEWORK_ID, name: 'regatta-ci', roles: CI_ROLES, revocable: true, failoverTimeoutMs: 3_600_000 },
@@ -224,6 +232,7 @@ export class CiService {
     this.toldDemand = undefined
     this.wantOffers()
     this.reconcileTimer = this.clock.setInterval(() => this.reconcileStarting(), this.reconcileStartingMs)
+    if (this.cacheVolumeTtlMs > 0) this.volumeTimer = this.clock.setInterval(() => void this.checkVolumeTtl(), Math.min(60_000, Math.max(250, this.cacheVolumeTtlMs / 4)))
   }
 
   /** Lost the lease: stop acting at once; what the runs reached is in KV for the next holder. */
@@ -233,6 +242,7 @@ export class CiService {
     this.log.warn({ id: this.id, why }, 'this CI replica no longer leads')
     this.sched = undefined
     this.reconcileTimer?.cancel()
+    this.volumeTimer?.cancel()
     this.leaderCalls?.unsubscribe()
     for (const r of this.runs.values()) r.actor.stop()
     this.runs.clear()
@@ -290,6 +300,7 @@ export class CiService {
   async stop(): Promise<void> {
     await this.saved.flush()
     this.reconcileTimer?.cancel()
+    this.volumeTimer?.cancel()
     this.leaderCalls?.unsubscribe()
     await this.sched?.stop()
     this.sched = undefined
@@ -504,6 +515,8 @@ export class CiService {
       const run = this.runs.get(w.runId)
       if (run) wanted.add(roleOf(run.meta.trigger))
     }
+    // offers of a role holding a cache volume past its TTL: the volume is destroyed on one
+    for (const role of this.volumeLedger?.expiredRoles(this.clock.now(), this.cacheVolumeTtlMs) ?? []) wanted.add(role)
     const key = [...wanted].sort().join(',')
     if (key === this.wantedRoles) return
     this.wantedRoles = key
@@ -537,7 +550,8 @@ export class CiService {
       const job = run?.meta.jobs[jobId]
       return run && job ? [{ repo: run.meta.trigger.repo.fullName, ...job.resources }] : []
     }))
-    const { placements, unused } = placeJobs(offers, waiting, (agentId, role) => this.volumes.ids(agentId, role), { running, ...(this.o.repoWeights ? { weights: this.o.repoWeights } : {}) })
+    const placeable = this.reclaimCacheVolumes(offers, waiting)
+    const { placements, unused } = placeJobs(placeable, waiting, (agentId, role) => this.volumes.ids(agentId, role), { running, ...(this.o.repoWeights ? { weights: this.o.repoWeights } : {}) })
     if (unused.length > 0) {
       this.sched?.decline(unused.map((o) => o.id), { refuseSeconds: this.waiting.size > 0 ? 1 : 30 })
         .catch((err: Error) => this.log.warn({ err: err.message }, 'decline failed'))
@@ -561,6 +575,7 @@ export class CiService {
           ...(volume ? { cacheVolume: volume.id } : {}),
         })
         if (volume?.create) this.volumes.note(p.offer.agentId, p.offer.role, volume.id)
+        if (volume) this.useCacheVolume(taskId, { agentId: p.offer.agentId, role: p.offer.role, id: volume.id })
       }
       // the run knows the task before the master does: a crash in between is reconciled as lost
       await this.saved.flush()
@@ -577,6 +592,74 @@ export class CiService {
         const plain = inputs.map(({ cacheVolume: _v, ...i }) => taskSpecFor({ ...i, resources: i.resources.filter((r) => !r.disk) }))
         this.sched?.accept([p.offer.id], plain, { refuseSeconds: 1 }).catch((e: Error) => this.log.warn({ err: e.message }, 'launch failed'))
       })
+    }
+    this.wantOffers()
+  }
+
+  // ---- cache volumes: TTL and least-recently-used eviction ---------------------------------
+
+  private get cacheVolumeTtlMs(): number {
+    return this.o.cacheVolumeTtlMs ?? DEFAULT_CACHE_VOLUME_TTL_MS
+  }
+
+  private useCacheVolume(taskId: string, v: { agentId: string; role: string; id: string }): void {
+    this.volumeOfTask.set(taskId, v)
+    this.volumeLedger?.used(v.agentId, v.role, v.id, true, this.clock.now())
+  }
+
+  private releaseCacheVolume(taskId: string): void {
+    const v = this.volumeOfTask.get(taskId)
+    if (!v) return
+    this.volumeOfTask.delete(taskId)
+    this.volumeLedger?.used(v.agentId, v.role, v.id, false, this.clock.now())
+  }
+
+  /**
+   * Takes the offers whose free cache volumes go (cache-volumes.ts reclaimVolumes: unused past
+   * the TTL, or the least recently used when a waiting job's volume has no room) and ACCEPTs
+   * them with DESTROY and UNRESERVE; returns the other offers, for placement.
+   */
+  private reclaimCacheVolumes(offers: Offer[], waiting: readonly WaitingJob[]): Offer[] {
+    const ledger = this.volumeLedger
+    if (!ledger || !this.sched) return offers
+    const now = this.clock.now()
+    for (const o of offers) for (const r of o.resources) if (r.disk && r.role === o.role) ledger.sighted(o.agentId, o.role, r.disk.persistence.id, now)
+    const wants: VolumeWant[] = waiting.flatMap((w) => (w.volume ? [{
+      role: w.role, pool: w.pool, cpus: w.cpus, mem: w.mem, ...(w.disk ? { disk: w.disk } : {}), revocable: w.revocable, base: w.volume.base, size: w.volume.size,
+    }] : []))
+    const reclaims = reclaimVolumes(offers, wants, {
+      now, ttlMs: this.cacheVolumeTtlMs, lastUsed: (a, r, id) => ledger.lastUsed(a, r, id), existing: (a, r) => this.volumes.ids(a, r),
+    })
+    for (const r of reclaims) {
+      const { agentId, role } = r.offer
+      const ids = r.volumes.map((v) => v.disk!.persistence.id)
+      // what they free comes back in the next offer at once (no refusal)
+      this.sched.operate([r.offer.id], reclaimOperations(r), { refuseSeconds: 0 }).then(() => {
+        for (const id of ids) {
+          ledger.forget(agentId, role, id)
+          this.volumes.forget(agentId, role, id)
+        }
+        this.log.info({ agentId, role, volumes: ids, why: r.why }, r.why === 'expired' ? 'cache volumes unused past their TTL destroyed' : 'least recently used cache volumes destroyed to make room')
+        this.wantedRoles = undefined
+        this.wantOffers()
+      }, (err: Error) => {
+        this.log.warn({ agentId, role, volumes: ids, err: err.message }, 'cannot destroy cache volumes')
+        void this.learnVolumes()
+      })
+    }
+    const taken = new Set(reclaims.map((r) => r.offer.id))
+    return taken.size === 0 ? offers : offers.filter((o) => !taken.has(o.id))
+  }
+
+  /** Volumes past their TTL: their roles' offers are wanted (records of volumes the master no longer has are dropped first). */
+  private async checkVolumeTtl(): Promise<void> {
+    const ledger = this.volumeLedger
+    if (!ledger || !this.sched || ledger.expiredRoles(this.clock.now(), this.cacheVolumeTtlMs).size === 0) return
+    try {
+      const state = await request(this.nc, Subjects.masterState, {}, ClusterState, 3_000)
+      ledger.keepOnly(state.agents.flatMap((a) => a.resources.flatMap((r) => (r.disk && r.role ? [{ agentId: a.id, role: r.role, id: r.disk.persistence.id }] : []))))
+    } catch (err) {
+      this.log.debug({ err: (err as Error).message }, 'cannot read the master\'s state for cache volumes')
     }
     this.wantOffers()
   }
@@ -651,6 +734,7 @@ export class CiService {
       if (isTerminal(status.state)) {
         this.tasks.delete(status.taskId)
         this.archiveLog(status.taskId)
+        this.releaseCacheVolume(status.taskId)
       }
       if (FINAL_RUN_STATES.has(persistRun(run.actor).state)) {
         await this.saved.flush()
