@@ -474,7 +474,11 @@ export class Master {
       else if (agent.state === 'unreachable' && now - (agent.unreachableSince ?? now) > this.config.agentGoneMs) this.removeAgent(agent)
     }
     for (const o of [...this.cluster.offers.values()]) {
-      if (now - o.createdAt > this.config.offerTimeoutMs) this.rescind(o.offer.id)
+      if (now - o.createdAt <= this.config.offerTimeoutMs) continue
+      // an offer left unanswered counts as declined with the default filter: a framework that
+      // sits on its offers does not get the agent straight back (it would, winning share ties)
+      this.addFilter(o.offer.frameworkId, o.offer.agentId, o.offer.resources, this.config.defaultRefuseSeconds, now)
+      this.rescind(o.offer.id)
     }
     for (const t of overdueStarts(this.cluster, now, this.config.taskStartTimeoutMs)) this.expireStart(t, now)
     // ended tasks are kept until acknowledged, or for a while when the acknowledgement went to another leader
