@@ -1,10 +1,11 @@
 // Bearer tokens of the HTTP APIs (master and CI service): who may read, who may act. Each token
 // has a role: `read` (GET routes) or `operator` (GET routes and every write). One onRequest hook
 // per server decides by route: public (health, webhooks with their own signature), read, operator.
+// Reads need a token everywhere but in `regatta dev` (openReads).
 //
 //   const auth = httpAuthFrom({ operatorToken: flag }, process.env)
 //   installAccessHook(app, auth, { public: ['/health', '/webhooks/github'] })
-import { createHash, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { RegattaError } from '../errors/index.js'
@@ -22,7 +23,7 @@ export interface ApiToken {
 
 export interface HttpAuth {
   tokens: readonly ApiToken[]
-  /** GET routes answer without a token: no read-only token is configured, or `regatta dev`. */
+  /** GET routes answer without a token: only in `regatta dev` (and tests not about tokens). */
   openReads: boolean
 }
 
@@ -34,7 +35,7 @@ export interface HttpAuthSources {
   readToken?: string
   /** REGATTA_TOKENS_FILE: lines `name:role:token` (role read|operator), `#` comments. */
   tokensFile?: string
-  /** Reads need no token even with a read token configured (`regatta dev`). */
+  /** Reads need no token (`regatta dev` only); otherwise every read needs a read or operator token. */
   openReads?: boolean
 }
 
@@ -64,8 +65,9 @@ export function parseTokensFile(text: string, path: string): ApiToken[] {
 
 /**
  * The HTTP auth configuration from flags and environment (REGATTA_OPERATOR_TOKEN,
- * REGATTA_READ_TOKEN, REGATTA_TOKENS_FILE); an empty variable counts as unset. Reads stay open
- * while no read-only token exists, so that an operator token alone changes nothing for readers.
+ * REGATTA_READ_TOKEN, REGATTA_TOKENS_FILE); an empty variable counts as unset. Reads need a read
+ * or operator token unless `openReads` is asked for (`regatta dev`): an API left without
+ * tokens by mistake shows nothing rather than everything.
  */
 export function httpAuthFrom(src: HttpAuthSources = {}, env: NodeJS.ProcessEnv = process.env): HttpAuth {
   const pick = (flag: string | undefined, name: string): [string, string] | undefined => {
@@ -88,7 +90,7 @@ export function httpAuthFrom(src: HttpAuthSources = {}, env: NodeJS.ProcessEnv =
     }
     tokens.push(...parseTokensFile(text, file[0]))
   }
-  return { tokens, openReads: src.openReads === true || !tokens.some((t) => t.role === 'read') }
+  return { tokens, openReads: src.openReads === true }
 }
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest()
@@ -116,6 +118,9 @@ export function checkAccess(auth: HttpAuth, need: RouteAccess, authorization: st
   if (need === 'operator' && !auth.tokens.some((t) => t.role === 'operator')) {
     throw new RegattaError('OPERATOR_API_DISABLED', 'writes over HTTP are disabled: no operator token is configured; start with --operator-token or REGATTA_OPERATOR_TOKEN (or an operator line in REGATTA_TOKENS_FILE)')
   }
+  if (need === 'read' && auth.tokens.length === 0) {
+    throw new RegattaError('UNAUTHORIZED', 'reads over HTTP need a token, and this server has none configured: start it with REGATTA_READ_TOKEN (or REGATTA_OPERATOR_TOKEN, or REGATTA_TOKENS_FILE) and send "Authorization: Bearer <token>"')
+  }
   const token = tokenOf(auth, authorization)
   const wanted = need === 'operator' ? 'an operator token' : 'a read or operator token'
   if (token === 'malformed') throw new RegattaError('UNAUTHORIZED', `this call needs the header "Authorization: Bearer <token>" with ${wanted}`)
@@ -134,18 +139,67 @@ export interface AccessHookOptions {
   public?: readonly string[]
 }
 
+/** How long a signed download link (signedLink) works. */
+export const SIGNED_LINK_TTL_MS = 60_000
+
+/** A path compared by what it names: `%2F` and `/` alike (browsers may re-encode a link). */
+function canonicalPath(path: string): string {
+  try {
+    return decodeURIComponent(path)
+  } catch {
+    return path
+  }
+}
+
+const linkSignature = (token: ApiToken, path: string, expiresAt: number): Buffer =>
+  createHmac('sha256', token.token).update(`GET\n${canonicalPath(path)}\n${expiresAt}`).digest()
+
+/**
+ * A link to a GET `path` that works without an `Authorization` header for `ttlMs` (a browser
+ * download cannot send one): `path?exp=<ms>&sig=<HMAC of the path and expiry keyed by the
+ * caller's token>`. It names no token, and dies with the token (or its expiry). Open reads
+ * (no token used): the path itself.
+ */
+export function signedLink(auth: HttpAuth, authorization: string | undefined, path: string, now = Date.now(), ttlMs = SIGNED_LINK_TTL_MS): { url: string; expiresAt?: number } {
+  const token = checkAccess(auth, 'read', authorization)
+  if (!token) return { url: path }
+  const expiresAt = now + ttlMs
+  return { url: `${path}${path.includes('?') ? '&' : '?'}exp=${expiresAt}&sig=${linkSignature(token, path, expiresAt).toString('base64url')}`, expiresAt }
+}
+
+/** The token a signed link was made with, if `sig` fits `path` and `exp` has not passed; throws UNAUTHORIZED otherwise. */
+export function checkSignedLink(auth: HttpAuth, path: string, exp: string | undefined, sig: string | undefined, now = Date.now()): ApiToken {
+  const expiresAt = Number(exp)
+  if (!Number.isSafeInteger(expiresAt) || typeof sig !== 'string' || !/^[A-Za-z0-9_-]{43}$/.test(sig)) {
+    throw new RegattaError('UNAUTHORIZED', 'this download link is malformed: ask the API for a new one (or send "Authorization: Bearer <token>")')
+  }
+  if (expiresAt <= now) throw new RegattaError('UNAUTHORIZED', 'this download link has expired: ask the API for a new one')
+  const given = Buffer.from(sig, 'base64url')
+  let found: ApiToken | undefined
+  for (const t of auth.tokens) if (timingSafeEqual(given, linkSignature(t, path, expiresAt)) && !found) found = t
+  if (!found) throw new RegattaError('UNAUTHORIZED', 'this download link is not valid here (its token is not one this server knows)')
+  return found
+}
+
 /**
  * Checks every routed request before anything else runs (body parsing included): a route's
  * `config.access` if it sets one, else `accessOf(method)`. Unrouted requests get their 404.
+ * A route with `config.signedLinks` also takes a signed link (`?exp=&sig=`, signedLink) instead
+ * of a token.
  */
 export function installAccessHook(app: FastifyInstance<any, any, any, any>, auth: HttpAuth, o: AccessHookOptions = {}): void {
   const open = new Set(o.public ?? [])
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     const url = request.routeOptions.url
     if (url === undefined) return
-    const configured = (request.routeOptions.config as { access?: RouteAccess } | undefined)?.access
-    const need = configured ?? (open.has(url) ? 'public' : accessOf(request.method))
+    const config = request.routeOptions.config as { access?: RouteAccess; signedLinks?: boolean } | undefined
+    const need = config?.access ?? (open.has(url) ? 'public' : accessOf(request.method))
     try {
+      const q = request.query as { exp?: string; sig?: string } | undefined
+      if (config?.signedLinks && q?.sig !== undefined && request.headers.authorization === undefined) {
+        checkSignedLink(auth, request.url.split('?')[0]!, q.exp, q.sig)
+        return
+      }
       checkAccess(auth, need, request.headers.authorization)
     } catch (err) {
       if ((err as RegattaError).code === 'UNAUTHORIZED') void reply.header('www-authenticate', 'Bearer realm="regatta"')

@@ -3,6 +3,7 @@
 import t from 'tap'
 import { ProcessContainerizer } from '../../services/agent/src/containerizer/index.js'
 import { silentLogger } from '../../shared/log/index.js'
+import { httpAuthFrom } from '../../shared/http/index.js'
 import { runCi, type RunningCi } from '../../services/ci/src/main.js'
 import { manualTrigger } from '../../services/ci/src/manual.js'
 import { runView } from '../../services/ci/src/views.js'
@@ -22,7 +23,7 @@ t.teardown(async () => {
   await repo.remove()
 })
 
-const start = (): Promise<RunningCi> => runCi({ natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, logger: silentLogger() })
+const start = (): Promise<RunningCi> => runCi({ natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, logger: silentLogger(), auth: httpAuthFrom({ openReads: true }, {}) })
 
 t.test('Checks that a restarted CI service resumes a run mid-job and finishes it, each job once', async (t) => {
   const sha = await repo.commit({

@@ -38,7 +38,11 @@ export interface CiFixtureOptions {
   agentResources?: string
   /** The agent offers what its tasks leave unused as revocable. */
   oversubscription?: OversubscriptionOptions
-  /** More options of the CI service (the fixture sets NATS, HTTP, the GitHub API and the logger). */
+  /**
+   * More options of the CI service (the fixture sets NATS, HTTP, the GitHub API and the logger).
+   * Its default `auth`: the operator token, and reads open as in `regatta dev` (tests about
+   * tokens give their own).
+   */
   ci?: Partial<CiRunOptions>
 }
 
@@ -67,18 +71,20 @@ export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
     const repo = parts.repo = await createRepo()
     const ci = parts.ci = await runCi({
       natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret, githubApiUrl: api.url, logger: silentLogger(),
-      auth: httpAuthFrom({ operatorToken }, {}), ...o.ci,
+      auth: httpAuthFrom({ operatorToken, openReads: true }, {}), ...o.ci,
     })
     // a request that gets no answer fails the test with a message rather than hanging it
-    const getRun = async (runId: string): Promise<RunView> => await (await fetch(`${ci.url}/api/v1/runs/${runId}`, { signal: AbortSignal.timeout(15_000) })).json() as RunView
+    // the fixture's own reads send the operator token, so that they work with reads closed too
+    const authHeaders = { authorization: `Bearer ${operatorToken}` }
+    const getRun = async (runId: string): Promise<RunView> => await (await fetch(`${ci.url}/api/v1/runs/${runId}`, { headers: authHeaders, signal: AbortSignal.timeout(15_000) })).json() as RunView
     const findRun = async (which: { runId: string } | { sha: string }): Promise<RunView | undefined> => {
       if ('runId' in which) return getRun(which.runId)
-      const { runs } = await (await fetch(`${ci.url}/api/v1/runs`, { signal: AbortSignal.timeout(15_000) })).json() as { runs: RunView[] }
+      const { runs } = await (await fetch(`${ci.url}/api/v1/runs`, { headers: authHeaders, signal: AbortSignal.timeout(15_000) })).json() as { runs: RunView[] }
       const run = runs.find((r) => r.sha === which.sha)
       return run ? getRun(run.runId) : undefined
     }
     return {
-      cluster, ci, api, repo, webhookSecret, getRun, operatorToken, authHeaders: { authorization: `Bearer ${operatorToken}` },
+      cluster, ci, api, repo, webhookSecret, getRun, operatorToken, authHeaders,
       async push(sha, p = {}) {
         const body = JSON.stringify(pushPayload({ repo: p.repo ?? 'octo/app', cloneUrl: repo.url, after: sha, branch: p.branch ?? 'main' }))
         return fetch(`${ci.url}/webhooks/github`, {
@@ -98,7 +104,7 @@ export async function startCiFixture(o: CiFixtureOptions): Promise<CiFixture> {
         }
       },
       async jobLog(runId, jobId) {
-        const res = await fetch(`${ci.url}/api/v1/runs/${runId}/jobs/${encodeURIComponent(jobId)}/log`)
+        const res = await fetch(`${ci.url}/api/v1/runs/${runId}/jobs/${encodeURIComponent(jobId)}/log`, { headers: authHeaders })
         if (!res.ok) throw new Error(`log of ${runId}/${jobId}: HTTP ${res.status} ${await res.text()}`)
         return res.text()
       },

@@ -11,6 +11,7 @@ import { silentLogger } from '../../shared/log/index.js'
 import { parseResources } from '../../shared/resources/index.js'
 import { Master, type MasterConfig } from '../../services/master/src/master.js'
 import { runMaster, type RunningMaster } from '../../services/master/src/main.js'
+import { httpAuthFrom, type HttpAuth, type HttpTls } from '../../shared/http/index.js'
 import { Agent } from '../../services/agent/src/agent.js'
 import type { Containerizer } from '../../services/agent/src/containerizer/types.js'
 import type { OversubscriptionOptions } from '../../services/agent/src/oversubscription/index.js'
@@ -175,17 +176,20 @@ export function shellTask(taskId: string, script: string, extra: Partial<TaskSpe
 /**
  * Masters run as `regatta master` runs them (runMaster: NATS, HTTP on a free port, the operator
  * token if given), stopped by stopAll(). The token never comes from the environment of whoever
- * runs the tests.
+ * runs the tests. Reads are open as in `regatta dev` unless `o.auth` says otherwise; `o.tls`:
+ * HTTPS.
  */
-export function httpMasters(cluster: () => TestCluster): { start(id: string, operatorToken?: string): Promise<RunningMaster & { httpUrl: string }>; started: RunningMaster[]; stopAll(): Promise<void> } {
+export function httpMasters(cluster: () => TestCluster): { start(id: string, operatorToken?: string, o?: { auth?: HttpAuth; tls?: HttpTls }): Promise<RunningMaster & { httpUrl: string }>; started: RunningMaster[]; stopAll(): Promise<void> } {
   delete process.env.REGATTA_OPERATOR_TOKEN
   const masters: RunningMaster[] = []
   return {
-    async start(id, operatorToken) {
+    async start(id, operatorToken, o = {}) {
       const m = await runMaster({
         // a known port: the URL a standby redirects to is advertised before the server listens
         natsUrl: cluster().nats.url, id, http: { host: '127.0.0.1', port: await freePort() }, config: fastMasterConfig, logger: silentLogger(),
         ...(operatorToken ? { operatorToken } : {}),
+        auth: o.auth ?? httpAuthFrom({ ...(operatorToken ? { operatorToken } : {}), openReads: true }, {}),
+        ...(o.tls ? { tls: o.tls } : {}),
       })
       masters.push(m)
       if (!m.httpUrl) throw new Error('the master has no HTTP URL')

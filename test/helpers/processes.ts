@@ -194,6 +194,11 @@ export interface MasterProcessOptions {
   timeoutMs?: number
 }
 
+/** The read-only HTTP token `regatta master` processes started here take (REGATTA_READ_TOKEN). */
+export const MASTER_READ_TOKEN = 'test-master-read-token'
+/** `{ authorization: 'Bearer <MASTER_READ_TOKEN>' }`, for reads of those masters' HTTP API. */
+export const MASTER_READ_HEADERS: Readonly<Record<string, string>> = { authorization: `Bearer ${MASTER_READ_TOKEN}` }
+
 /** Starts `regatta master` and waits until it is up (or leading). */
 export async function startMasterProcess(o: MasterProcessOptions): Promise<MasterProcess> {
   const httpPort = o.httpPort ?? await freePort()
@@ -207,7 +212,8 @@ export async function startMasterProcess(o: MasterProcessOptions): Promise<Maste
   flag('--offer-timeout', duration(o.offerTimeout))
   flag('--replicas', o.replicas)
   args.push(...(o.extraArgs ?? []))
-  const p = spawnRegatta(`master ${o.id}`, args)
+  // reads need a token outside regatta dev: tests read with MASTER_READ_TOKEN
+  const p = spawnRegatta(`master ${o.id}`, args, { REGATTA_READ_TOKEN: MASTER_READ_TOKEN })
   const httpUrl = `http://127.0.0.1:${httpPort}`
   const master: MasterProcess = Object.assign(p, {
     id: o.id,

@@ -1,5 +1,6 @@
 // The CI service's HTTP interface: the GitHub webhook, the runs API (with a job's log as text
 // or followed as server-sent events), manual triggers, cancel and rerun, health and metrics.
+// HTTPS when given a certificate (shared/http/tls.ts).
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Type } from '@sinclair/typebox'
 import { Registry, Counter, collectDefaultMetrics } from 'prom-client'
@@ -18,7 +19,7 @@ import { artifactName } from './task-spec.js'
 import { artifactStore, savedArtifacts } from './artifacts.js'
 import { Readable } from 'node:stream'
 import { Buckets } from '../../../shared/protocol/index.js'
-import { httpAuthFrom, installAccessHook, type HttpAuth } from '../../../shared/http/index.js'
+import { httpAuthFrom, installAccessHook, signedLink, type HttpAuth, type HttpTls } from '../../../shared/http/index.js'
 
 export interface CiHttpOptions {
   service: CiService
@@ -32,10 +33,12 @@ export interface CiHttpOptions {
   page?: () => string
   /** Who may read and who may write (shared/http/auth.ts); default: httpAuthFrom(process.env). */
   auth?: HttpAuth
+  /** HTTPS with this certificate and key (REGATTA_HTTP_CERT / REGATTA_HTTP_KEY); none: plain HTTP. */
+  tls?: HttpTls
 }
 
 export function createCiHttp(o: CiHttpOptions): FastifyInstance {
-  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 })
+  const app = Fastify({ logger: false, bodyLimit: 1024 * 1024, ...(o.tls ? { https: { cert: o.tls.cert, key: o.tls.key } } : {}) }) as unknown as FastifyInstance
   const metrics = new Registry()
   collectDefaultMetrics({ register: metrics, prefix: 'regatta_ci_' })
   const triggers = new Counter({ name: 'regatta_ci_runs_created_total', help: 'runs created, by trigger kind', labelNames: ['kind'], registers: [metrics] })
@@ -52,7 +55,9 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
 
   // GET routes read, other methods write (an operator token); the webhook has its own signature,
   // the UI's pages hold no data (their script sends the token)
-  installAccessHook(app, o.auth ?? httpAuthFrom({}, process.env), { public: ['/health', WEBHOOK_PATH, '/', '/runs/:id'] })
+  const auth = o.auth ?? httpAuthFrom({}, process.env)
+  installAccessHook(app, auth, { public: ['/health', WEBHOOK_PATH, '/', '/runs/:id'] })
+  if (!auth.openReads && auth.tokens.length === 0) o.logger.warn('no HTTP token is configured: every read but /health and the UI\'s pages answers 401 (set REGATTA_READ_TOKEN or REGATTA_OPERATOR_TOKEN)')
 
   void app.register(webhookRoutes, {
     secret: o.webhookSecret,
@@ -190,8 +195,16 @@ export function createCiHttp(o: CiHttpOptions): FastifyInstance {
     }
   })
 
-  // a job's artifacts: the tar.gz its last attempt saved (the job's `artifacts` paths)
-  app.get('/api/v1/runs/:id/jobs/:job/artifacts', async (req, reply) => {
+  // a link to a job's artifacts that a browser can follow without a header (a download cannot
+  // send one): signed with the caller's token, for a minute (shared/http/auth.ts signedLink)
+  app.get('/api/v1/runs/:id/jobs/:job/artifacts/link', async (req) => {
+    const { id, job } = req.params as { id: string; job: string }
+    return signedLink(auth, req.headers.authorization, `/api/v1/runs/${encodeURIComponent(id)}/jobs/${encodeURIComponent(job)}/artifacts`)
+  })
+
+  // a job's artifacts: the tar.gz its last attempt saved (the job's `artifacts` paths); with a
+  // token, or by a signed link from the route above
+  app.get('/api/v1/runs/:id/jobs/:job/artifacts', { config: { signedLinks: true } }, async (req, reply) => {
     const { id, job } = req.params as { id: string; job: string }
     const taskIds = await o.service.jobTasks(id, job)
     const taskId = taskIds[taskIds.length - 1]

@@ -10,7 +10,7 @@ import {
 } from './github/index.js'
 import { CiService } from './service.js'
 import { createCiHttp } from './http.js'
-import type { HttpAuth } from '../../../shared/http/index.js'
+import { schemeOf, type HttpAuth, type HttpTls } from '../../../shared/http/index.js'
 import { runsPage } from './ui/page.js'
 import { Schedules } from './schedules.js'
 import { SecretStore } from './secrets.js'
@@ -60,6 +60,8 @@ export interface CiRunOptions {
   cancelSuperseded?: boolean
   /** Who may read and write over HTTP; default from the environment (REGATTA_OPERATOR_TOKEN, REGATTA_READ_TOKEN, REGATTA_TOKENS_FILE). */
   auth?: HttpAuth
+  /** HTTPS with this certificate and key (httpTlsFrom: --http-cert/--http-key, REGATTA_HTTP_CERT/KEY); none: plain HTTP. */
+  tls?: HttpTls
   /** TTL of the CI lease (one replica runs the framework; another takes over this long after it dies). */
   leaseTtlMs?: number
   /** How long job logs are kept after their task ended (REGATTA_LOG_RETENTION, default 30 days). */
@@ -126,7 +128,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   await schedules.open()
   const deliveries = await KvDeliveryLog.open(nc, o.replicas)
   if (!o.webhookSecret) logger.warn('REGATTA_WEBHOOK_SECRET is not set: webhooks are refused (503)')
-  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, logs, page: o.page ?? runsPage, ...(o.auth ? { auth: o.auth } : {}) })
+  const app = createCiHttp({ service, nc, logger, webhookSecret: o.webhookSecret, deliveries, logs, page: o.page ?? runsPage, ...(o.auth ? { auth: o.auth } : {}), ...(o.tls ? { tls: o.tls } : {}) })
   try {
     await app.listen({ host: o.http.host, port: o.http.port })
   } catch (err) {
@@ -140,7 +142,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
   }
   const addr = app.server.address()
   const port = typeof addr === 'object' && addr ? addr.port : o.http.port
-  const url = `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${port}`
+  const url = `${schemeOf(o.tls)}://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${port}`
   logger.info({ url }, 'CI service listening')
   poller?.start()
   return {

@@ -2,7 +2,7 @@
 // `regatta` (runs, logs, trigger): they talk to the CI service over HTTP, not to NATS.
 import { readFileSync } from 'node:fs'
 import { RegattaError, isWireError } from '../../../shared/errors/index.js'
-import { checkTokenText } from '../../../shared/http/index.js'
+import { checkTokenText, httpRequest } from '../../../shared/http/index.js'
 import type { RunView, StuckView } from '../../ci/src/views.js'
 
 export const DEFAULT_CI_URL = 'http://127.0.0.1:8080'
@@ -18,7 +18,7 @@ export function ciUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): stri
     parsed = undefined
   }
   if (!parsed || !/^https?:$/.test(parsed.protocol) || parsed.search || parsed.hash) {
-    throw new RegattaError('INVALID_CONFIG', `--ci: "${url}" is not the CI service's URL (expected http://HOST:PORT)`)
+    throw new RegattaError('INVALID_CONFIG', `--ci: "${url}" is not the CI service's URL (expected http://HOST:PORT or https://HOST:PORT)`)
   }
   return url.replace(/\/+$/, '')
 }
@@ -57,8 +57,11 @@ export interface TriggerRequest {
 }
 
 export class CiClient {
-  /** `token`: sent as `Authorization: Bearer <token>` with every request. */
-  constructor(readonly baseUrl: string, private readonly token?: string) {}
+  /**
+   * `token`: sent as `Authorization: Bearer <token>` with every request; `ca`: PEM of a CA
+   * trusted (beside the system's) for an https URL (--ca / REGATTA_HTTP_CA, httpCaFrom).
+   */
+  constructor(readonly baseUrl: string, private readonly token?: string, private readonly ca?: Buffer) {}
 
   async listRuns(limit?: number): Promise<RunView[]> {
     const body = await this.json<{ runs: RunView[] }>('GET', `/api/v1/runs${limit === undefined ? '' : `?limit=${limit}`}`)
@@ -133,7 +136,8 @@ export class CiClient {
   private async send(method: string, path: string, headers: Record<string, string>, body?: unknown, timeoutMs: number | null = REQUEST_TIMEOUT_MS): Promise<Response> {
     let res: Response
     try {
-      res = await fetch(`${this.baseUrl}${path}`, {
+      res = await httpRequest(`${this.baseUrl}${path}`, {
+        ...(this.ca ? { ca: this.ca } : {}),
         method,
         headers: {
           ...headers, ...(body === undefined ? {} : { 'content-type': 'application/json' }),
@@ -159,11 +163,28 @@ export class CiClient {
     if (e.name === 'TimeoutError' || e.name === 'AbortError') {
       return new RegattaError('TIMEOUT', `the CI service at ${this.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s`)
     }
-    const why = e.cause?.code === 'ECONNREFUSED' ? 'connection refused' : e.cause?.code ?? e.cause?.message ?? e.message ?? String(err)
+    const code = e.cause?.code ?? ''
+    if (TLS_TRUST_CODES.has(code) || /certificate/i.test(e.cause?.message ?? '')) {
+      // one line that says what to do: the server's certificate is fine, this side does not trust its CA
+      return new RegattaError('NO_RESPONDERS', `cannot trust the CI service at ${this.baseUrl}: its TLS certificate does not check out (${[code, e.cause?.message?.split('\n')[0]].filter(Boolean).join(': ')}); give the PEM of the CA that signed it with --ca or REGATTA_HTTP_CA`, { cause: err })
+    }
+    if (code === 'EPROTO' && this.baseUrl.startsWith('https:')) {
+      return new RegattaError('NO_RESPONDERS', `cannot talk TLS to the CI service at ${this.baseUrl} (EPROTO); does it serve plain HTTP? (try http://)`, { cause: err })
+    }
+    if ((code === 'ECONNRESET' || /socket hang up/i.test(e.cause?.message ?? '')) && this.baseUrl.startsWith('http:')) {
+      return new RegattaError('NO_RESPONDERS', `the CI service at ${this.baseUrl} closed the connection (${code || 'socket hang up'}); does it serve HTTPS? (try https://)`, { cause: err })
+    }
+    const why = code === 'ECONNREFUSED' ? 'connection refused' : code || (e.cause?.message ?? e.message ?? String(err))
     // NO_RESPONDERS: nobody serves what was asked for, as when no master answers on NATS
     return new RegattaError('NO_RESPONDERS', `cannot reach the CI service at ${this.baseUrl} (${why}); is \`regatta ci\` running? (--ci or REGATTA_CI_URL)`, { cause: err })
   }
 }
+
+/** Errors of a certificate chain this side does not trust (as opposed to a server that is down). */
+const TLS_TRUST_CODES = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE', 'CERT_HAS_EXPIRED', 'CERT_NOT_YET_VALID', 'ERR_TLS_CERT_ALTNAME_INVALID',
+])
 
 function parseJson(text: string): unknown {
   try {

@@ -6,7 +6,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { spawnNatsServer } from '../../../shared/nats/server.js'
 import { authorizationConfig, devUsers, type NatsUser } from '../../../shared/nats/auth.js'
-import { httpAuthFrom } from '../../../shared/http/index.js'
+import { httpAuthFrom, type HttpTls } from '../../../shared/http/index.js'
 import { CI_FRAMEWORK_ID } from '../../ci/src/service.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { createLogger } from '../../../shared/log/index.js'
@@ -86,6 +86,8 @@ export interface DevOptions {
   ciPort: number
   dataDir: string
   containerizer?: 'docker' | 'process'
+  /** HTTPS for the master's and the CI service's HTTP APIs (--http-cert/--http-key, REGATTA_HTTP_CERT/KEY). */
+  tls?: HttpTls
 }
 
 export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> {
@@ -101,13 +103,16 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     for (const stop of started.splice(0).reverse()) await stop().catch((err: unknown) => logger.warn({ err }, 'stopping a part failed'))
   }
   try {
-    // writes over HTTP need this operator token; reads stay open (no read-only token in dev)
+    // writes over HTTP need this operator token; reads are open on this one machine (only here:
+    // everywhere else they need a read or operator token)
     const operator = await devOperatorToken(join(dataDir, 'token'))
+    const httpAuth = httpAuthFrom({ operatorToken: operator.token, openReads: true }, process.env)
+    const scheme = o.tls ? 'https' : 'http'
     const auth = o.natsAuth ? await devNatsAuth(dataDir) : undefined
     const users = auth?.users
     const nats = await spawnNatsServer({ port: o.natsPort, storeDir: join(dataDir, 'nats'), ...(auth ? { configFile: auth.configFile } : {}) })
     started.push(() => nats.stop())
-    const master = await runMaster({ natsUrl: urlAs(nats.url, users, 'master'), id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master'), operatorToken: operator.token })
+    const master = await runMaster({ natsUrl: urlAs(nats.url, users, 'master'), id: 'dev-master', http: { host: '127.0.0.1', port: o.masterPort }, logger: createLogger('master'), operatorToken: operator.token, auth: httpAuth, ...(o.tls ? { tls: o.tls } : {}) })
     started.push(() => master.stop())
     const agent = await runAgent({
       natsUrl: urlAs(nats.url, users, 'agent'), workDir: join(dataDir, 'agent'), logger: createLogger('agent'), ...(users ? { id: DEV_AGENT_ID } : {}),
@@ -124,11 +129,11 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     const ci = await runCi({
       ...env, natsUrl: urlAs(nats.url, users, 'ci'), http: ciAt, webhookSecret, logger: createLogger('ci'),
       // writes need the operator token; reads are open on this one machine
-      auth: httpAuthFrom({ operatorToken: operator.token, openReads: true }, process.env),
+      auth: httpAuth, ...(o.tls ? { tls: o.tls } : {}),
       // secrets need a key: without REGATTA_SECRETS_KEY, one kept in the data directory
       secretsKey: env.secretsKey ?? await devSecretsKey(join(dataDir, 'secrets.key')),
       // status links point at this machine's runs UI (port 0 is known only once listening)
-      ...(env.publicUrl || o.ciPort === 0 ? {} : { publicUrl: `http://127.0.0.1:${o.ciPort}` }),
+      ...(env.publicUrl || o.ciPort === 0 ? {} : { publicUrl: `${scheme}://127.0.0.1:${o.ciPort}` }),
     })
     started.push(() => ci.stop())
     // agents it starts use the same containerizer as the agent above, and end with `regatta dev`
@@ -151,6 +156,7 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
       operator.generated
         ? `  token       ${operator.token} (operator, for writes; kept in ${join(dataDir, 'token')}: the CLI reads .regatta/token, or REGATTA_TOKEN)`
         : '  token       from REGATTA_OPERATOR_TOKEN',
+      ...(o.tls ? ['  https       both HTTP APIs serve TLS with the given certificate; the CLI trusts its CA with --ca or REGATTA_HTTP_CA'] : []),
       '',
       'Try:  npx regatta status',
       "      npx regatta exec -- sh -c 'echo hello from a container'",

@@ -6,6 +6,7 @@ import { connectNats, requestWithRetry, type NatsConnection } from '../../../sha
 import { createLogger } from '../../../shared/log/index.js'
 import { natsUrl, parseDuration, parseHostPort, parseIntArg, parseNumberArg } from '../../../shared/config/index.js'
 import { formatStatus } from './format.js'
+import { httpTlsFrom } from '../../../shared/http/index.js'
 import type { CiClient } from './ci-client.js'
 
 const program = new Command()
@@ -17,6 +18,9 @@ program
   .configureOutput({ outputError: () => undefined })
 
 const natsOption = (): Option => new Option('--nats <url>', 'NATS URL (env REGATTA_NATS_URL)')
+// HTTPS of the master's and the CI service's HTTP APIs (shared/http/tls.ts)
+const httpCertOption = (): Option => new Option('--http-cert <file>', 'serve HTTPS with this PEM certificate (chain) (env REGATTA_HTTP_CERT; needs --http-key)')
+const httpKeyOption = (): Option => new Option('--http-key <file>', 'the PEM private key of --http-cert (env REGATTA_HTTP_KEY)')
 const jsonOption = (): Option => new Option('--json', 'print JSON for scripts')
 
 /** Runs a long-lived service until SIGINT/SIGTERM. */
@@ -54,8 +58,11 @@ program.command('dev')
   .option('--data <dir>', 'data directory', '.regatta')
   .addOption(new Option('--containerizer <kind>', 'force a containerizer').choices(['docker', 'process']))
   .option('--nats-auth', 'one NATS user per component with least-privilege permissions (kept in DATA/nats-auth.json)')
-  .action(async (opts: { natsPort: string; masterPort: string; ciPort: string; data: string; containerizer?: 'docker' | 'process'; natsAuth?: boolean }) => {
+  .addOption(httpCertOption())
+  .addOption(httpKeyOption())
+  .action(async (opts: { natsPort: string; masterPort: string; ciPort: string; data: string; containerizer?: 'docker' | 'process'; natsAuth?: boolean; httpCert?: string; httpKey?: string }) => {
     const { runDev } = await import('./dev.js')
+    const tls = httpTlsFrom({ certFile: opts.httpCert, keyFile: opts.httpKey })
     await serveUntilSignal(() => runDev({
       natsPort: parseIntArg(opts.natsPort, '--nats-port', 1, 65535),
       masterPort: parseIntArg(opts.masterPort, '--master-port', 0, 65535),
@@ -63,6 +70,7 @@ program.command('dev')
       dataDir: opts.data,
       ...(opts.containerizer ? { containerizer: opts.containerizer } : {}),
       ...(opts.natsAuth ? { natsAuth: true } : {}),
+      ...(tls ? { tls } : {}),
     }))
   })
 
@@ -87,15 +95,19 @@ program.command('master')
   .option('--task-start-timeout <duration>', 'a task still STAGING or STARTING (checkout, image pull, container start) this long after its launch is killed and reported LOST (TASK_START_TIMEOUT)', '10m')
   .option('--replicas <n>', 'JetStream stream and KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
   .option('--operator-token <token>', 'bearer token of the operator HTTP routes (drain, undrain...); env REGATTA_OPERATOR_TOKEN; none: they answer 403')
+  .addOption(httpCertOption())
+  .addOption(httpKeyOption())
   .action(async (opts: {
     nats?: string; id?: string; http: string; advertise?: string; leaseTtl: string; heartbeatInterval: string
     agentUnreachable: string; agentGone: string; offerTimeout: string; replicas: string; operatorToken?: string; taskStartTimeout: string
+    httpCert?: string; httpKey?: string
   }) => {
     const { runMaster, operatorTokenFrom } = await import('../../master/src/main.js')
     const operatorToken = operatorTokenFrom(opts.operatorToken)
+    const tls = httpTlsFrom({ certFile: opts.httpCert, keyFile: opts.httpKey })
     await serveUntilSignal(() => runMaster({
       natsUrl: natsUrl(opts.nats), http: parseHostPort(opts.http, '--http'),
-      ...(operatorToken ? { operatorToken } : {}),
+      ...(operatorToken ? { operatorToken } : {}), ...(tls ? { tls } : {}),
       ...(opts.id ? { id: opts.id } : {}), ...(opts.advertise ? { advertiseUrl: opts.advertise } : {}),
       config: {
         leaseTtlMs: parseDuration(opts.leaseTtl, '--lease-ttl'),
@@ -310,9 +322,12 @@ program.command('ci')
   .option('--replicas <n>', 'JetStream KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
   .option('--no-cancel-superseded', 'keep older runs of a branch or pull request running when a newer push arrives (env REGATTA_CANCEL_SUPERSEDED=false)')
   .option('--github-poll-interval <duration>', 'how often GitHub is asked for branch heads and pull requests that no webhook announced; 0 or off: never (env REGATTA_GITHUB_POLL_INTERVAL, default 60s)')
-  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string }) => {
+  .addOption(httpCertOption())
+  .addOption(httpKeyOption())
+  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string; httpCert?: string; httpKey?: string }) => {
     const { runCi, ciEnv, pollInterval } = await import('../../ci/src/main.js')
     const env = ciEnv()
+    const tls = httpTlsFrom({ certFile: opts.httpCert, keyFile: opts.httpKey })
     if (opts.githubPollInterval !== undefined) env.githubPollIntervalMs = pollInterval(opts.githubPollInterval, '--github-poll-interval')
     // the flag, when given, wins over the environment
     if (!opts.cancelSuperseded) env.cancelSuperseded = false
@@ -325,7 +340,7 @@ program.command('ci')
     const replicas = parseIntArg(opts.replicas, '--replicas', 1, 5)
     const { assertListenable } = await import('./ports.js')
     await assertListenable(http, '--http')
-    await serveUntilSignal(() => runCi({ natsUrl: nats, http, replicas, ...env, ...(publicUrl ? { publicUrl } : {}) }))
+    await serveUntilSignal(() => runCi({ natsUrl: nats, http, replicas, ...env, ...(publicUrl ? { publicUrl } : {}), ...(tls ? { tls } : {}) }))
   })
 
 const secrets = program.command('secrets').description('repository secrets, sealed by the CI service (values from stdin, never shown)')
@@ -367,9 +382,11 @@ secrets.command('rm')
 // The run commands talk to the CI service's HTTP API (--ci), not to NATS.
 const ciOption = (): Option => new Option('--ci <url>', 'the CI service\'s URL (env REGATTA_CI_URL, default http://127.0.0.1:8080)')
 const tokenOption = (): Option => new Option('--token <token>', 'bearer token for the CI service (env REGATTA_TOKEN, else REGATTA_OPERATOR_TOKEN, else .regatta/token from `regatta dev`)')
-async function ciClient(flag: string | undefined, token?: string): Promise<CiClient> {
+const caOption = (): Option => new Option('--ca <file>', 'PEM of the CA that signed an https --ci\'s certificate, trusted beside the system\'s (env REGATTA_HTTP_CA)')
+async function ciClient(flag: string | undefined, token?: string, caFile?: string): Promise<CiClient> {
   const { CiClient, ciUrl, ciToken } = await import('./ci-client.js')
-  return new CiClient(ciUrl(flag), ciToken(token))
+  const { httpCaFrom } = await import('../../../shared/http/index.js')
+  return new CiClient(ciUrl(flag), ciToken(token), httpCaFrom(caFile))
 }
 const stdout = (text: string): void => { process.stdout.write(text) }
 
@@ -378,13 +395,14 @@ runs.command('ls')
   .description('list runs, newest first: repository, ref, commit, state, jobs succeeded/total, age, duration; --stuck: what is past its bound')
   .addOption(ciOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .addOption(jsonOption())
   .option('--limit <n>', 'at most this many runs', '20')
   .option('--stuck', 'list jobs and runs past their bound (waiting for resources, task not started, running past the job timeout, no progress), naming the bound')
   .option('--max-waiting <duration>', 'with --stuck: bound of a job waiting for resources (default 10m)')
   .option('--max-starting <duration>', 'with --stuck: bound of a job whose task is STAGING/STARTING (default 11m: the master\'s --task-start-timeout and a minute)')
   .option('--max-idle <duration>', 'with --stuck: bound of a run with no job waiting, starting or running (default 5m)')
-  .action(async (opts: { ci?: string; token?: string; json?: boolean; limit: string; stuck?: boolean; maxWaiting?: string; maxStarting?: string; maxIdle?: string }) => {
+  .action(async (opts: { ci?: string; token?: string; ca?: string; json?: boolean; limit: string; stuck?: boolean; maxWaiting?: string; maxStarting?: string; maxIdle?: string }) => {
     const limit = parseIntArg(opts.limit, '--limit', 1, 1000)
     const bound = (text: string | undefined, flag: string): number | undefined => {
       if (text === undefined) return undefined
@@ -398,43 +416,46 @@ runs.command('ls')
     const maxIdleMs = bound(opts.maxIdle, '--max-idle')
     const { runsLs, runsStuck } = await import('./runs.js')
     if (opts.stuck) {
-      await runsStuck(await ciClient(opts.ci, opts.token), {
+      await runsStuck(await ciClient(opts.ci, opts.token, opts.ca), {
         ...(maxWaitingMs !== undefined ? { maxWaitingMs } : {}), ...(maxStartingMs !== undefined ? { maxStartingMs } : {}),
         ...(maxIdleMs !== undefined ? { maxIdleMs } : {}), ...(opts.json ? { json: true } : {}),
       }, stdout)
       return
     }
-    await runsLs(await ciClient(opts.ci, opts.token), { limit, ...(opts.json ? { json: true } : {}) }, stdout)
+    await runsLs(await ciClient(opts.ci, opts.token, opts.ca), { limit, ...(opts.json ? { json: true } : {}) }, stdout)
   })
 runs.command('show')
   .description('one run: its trigger and state, and each job with its state, attempt, exit code and duration')
   .argument('<id>', 'run id')
   .addOption(ciOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .addOption(jsonOption())
-  .action(async (id: string, opts: { ci?: string; token?: string; json?: boolean }) => {
+  .action(async (id: string, opts: { ci?: string; token?: string; ca?: string; json?: boolean }) => {
     const { runsShow } = await import('./runs.js')
-    await runsShow(await ciClient(opts.ci, opts.token), id, opts, stdout)
+    await runsShow(await ciClient(opts.ci, opts.token, opts.ca), id, opts, stdout)
   })
 runs.command('cancel')
   .description('cancel a run: its running jobs are killed, the others will not start')
   .argument('<id>', 'run id')
   .addOption(ciOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .addOption(jsonOption())
-  .action(async (id: string, opts: { ci?: string; token?: string; json?: boolean }) => {
+  .action(async (id: string, opts: { ci?: string; token?: string; ca?: string; json?: boolean }) => {
     const { runsCancel } = await import('./runs.js')
-    await runsCancel(await ciClient(opts.ci, opts.token), id, opts, stdout)
+    await runsCancel(await ciClient(opts.ci, opts.token, opts.ca), id, opts, stdout)
   })
 runs.command('rerun')
   .description('start a new run of the same commit and trigger; prints its id')
   .argument('<id>', 'run id')
   .addOption(ciOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .addOption(jsonOption())
-  .action(async (id: string, opts: { ci?: string; token?: string; json?: boolean }) => {
+  .action(async (id: string, opts: { ci?: string; token?: string; ca?: string; json?: boolean }) => {
     const { runsRerun } = await import('./runs.js')
-    await runsRerun(await ciClient(opts.ci, opts.token), id, opts, stdout)
+    await runsRerun(await ciClient(opts.ci, opts.token, opts.ca), id, opts, stdout)
   })
 
 program.command('logs')
@@ -443,10 +464,11 @@ program.command('logs')
   .option('-f, --follow', 'follow the log live until the job ends')
   .addOption(ciOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .addOption(jsonOption())
-  .action(async (arg: string, opts: { ci?: string; token?: string; json?: boolean; follow?: boolean }) => {
+  .action(async (arg: string, opts: { ci?: string; token?: string; ca?: string; json?: boolean; follow?: boolean }) => {
     const { logs } = await import('./runs.js')
-    await logs(await ciClient(opts.ci, opts.token), arg, opts, stdout)
+    await logs(await ciClient(opts.ci, opts.token, opts.ca), arg, opts, stdout)
   })
 
 program.command('trigger')
@@ -456,10 +478,11 @@ program.command('trigger')
   .option('--sha <sha>', 'the commit (default: what --ref points at now)')
   .addOption(ciOption())
   .addOption(tokenOption())
+  .addOption(caOption())
   .addOption(jsonOption())
-  .action(async (opts: { ci?: string; token?: string; json?: boolean; repo: string; ref: string; sha?: string }) => {
+  .action(async (opts: { ci?: string; token?: string; ca?: string; json?: boolean; repo: string; ref: string; sha?: string }) => {
     const { trigger } = await import('./runs.js')
-    await trigger(await ciClient(opts.ci, opts.token), opts, stdout)
+    await trigger(await ciClient(opts.ci, opts.token, opts.ca), opts, stdout)
   })
 
 const pipeline = program.command('pipeline').description('pipeline files (.regatta/*.yml)')

@@ -8,6 +8,7 @@ import type { HostPort } from '../../../shared/config/index.js'
 import { Master, type MasterConfig } from './master.js'
 import { MasterMetrics } from './metrics.js'
 import { createMasterHttp } from './http/index.js'
+import { schemeOf, type HttpAuth, type HttpTls } from '../../../shared/http/index.js'
 
 export interface MasterRunOptions {
   natsUrl: string
@@ -19,6 +20,10 @@ export interface MasterRunOptions {
   logger?: Logger
   /** Bearer token of the operator HTTP routes (drain, undrain...); default REGATTA_OPERATOR_TOKEN; none: they answer 403. */
   operatorToken?: string
+  /** Who may read and write over HTTP (shared/http/auth.ts); default: operatorToken and REGATTA_READ_TOKEN / REGATTA_TOKENS_FILE. */
+  auth?: HttpAuth
+  /** HTTPS with this certificate and key (httpTlsFrom: --http-cert/--http-key, REGATTA_HTTP_CERT/KEY); none: plain HTTP. */
+  tls?: HttpTls
 }
 
 /**
@@ -46,7 +51,8 @@ export async function runMaster(o: MasterRunOptions): Promise<RunningMaster> {
   const logger = (o.logger ?? createLogger('master')).child({ masterId: id })
   const nc = await connectNats(o.natsUrl, `regatta-master-${id}`)
   const metrics = new MasterMetrics()
-  const advertise = o.advertiseUrl ?? (o.http ? `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${o.http.port}` : undefined)
+  const scheme = schemeOf(o.tls)
+  const advertise = o.advertiseUrl ?? (o.http ? `${scheme}://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${o.http.port}` : undefined)
   const master = new Master({ nc, id, logger, metrics, config: o.config, ...(advertise ? { httpUrl: advertise } : {}) })
   await master.start()
   let http: ReturnType<typeof createMasterHttp> | undefined
@@ -60,10 +66,12 @@ export async function runMaster(o: MasterRunOptions): Promise<RunningMaster> {
       logger,
       operator: (call) => master.operator(call),
       ...(operatorToken ? { operatorToken } : {}),
+      ...(o.auth ? { auth: o.auth } : {}),
+      ...(o.tls ? { tls: o.tls } : {}),
     })
     await http.listen({ host: o.http.host, port: o.http.port })
     const addr = http.server.address()
-    httpUrl = typeof addr === 'object' && addr ? `http://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${addr.port}` : advertise
+    httpUrl = typeof addr === 'object' && addr ? `${scheme}://${o.http.host === '0.0.0.0' ? '127.0.0.1' : o.http.host}:${addr.port}` : advertise
     logger.info({ url: httpUrl }, 'master HTTP API listening')
   }
   return {

@@ -2,7 +2,9 @@
 // each with an operator token and a read-only token configured (REGATTA_READ_TOKEN): each write
 // with no token (401), an unknown token (401), the read token (403 FORBIDDEN) and the operator
 // token (its own answer); each read without a token (401) and with either token (200); the
-// public routes (health, the UI's pages, the signed webhook) with none; and the CLI's --token.
+// public routes (health, the UI's and the master's page shells, the signed webhook) with none;
+// reads closed outside `regatta dev` whatever tokens exist, open with dev's auth; artifacts by a
+// signed link; and the CLI's --token.
 import t from 'tap'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -11,7 +13,8 @@ import { ProcessContainerizer } from '../../../services/agent/src/containerizer/
 import { silentLogger } from '../../../shared/log/index.js'
 import { httpMasters, startCluster, type TestCluster } from '../../helpers/cluster.js'
 import { FIXTURE_OPERATOR_TOKEN, startCiFixture, type CiFixture } from '../../helpers/ci.js'
-import { httpAuthFrom } from '../../../shared/http/index.js'
+import { httpAuthFrom, type HttpAuth } from '../../../shared/http/index.js'
+import { runCi, type RunningCi } from '../../../services/ci/src/main.js'
 import { regatta } from '../../helpers/cli.js'
 import { waitUntil } from '../../helpers/wait.js'
 import type { TapTest } from '../../helpers/tap-types.js'
@@ -43,7 +46,7 @@ t.before(async () => {
   f = await startCiFixture({ containerizer: 'process', ci: { auth: httpAuthFrom({ operatorToken: FIXTURE_OPERATOR_TOKEN, readToken: READ }, {}) } })
   sha = await f.repo.commit({ '.regatta/ci.yml': PIPELINE })
   cluster = await startCluster()
-  const m = await masters.start('m-auth', OPERATOR)
+  const m = await masters.start('m-auth', OPERATOR, { auth: httpAuthFrom({ operatorToken: OPERATOR }, process.env) })
   masterUrl = m.httpUrl
   await waitUntil('the master to lead', () => m.master.isLeader, 10_000)
   await cluster.startAgent({ containerizer: new ProcessContainerizer({ logger: silentLogger(), limits: false }), id: 'agent-auth', resources: 'cpus:4;mem:4096;disk:10000' })
@@ -132,7 +135,7 @@ t.test('Checks that every write route of the CI service needs the operator token
   t.equal((await call(url, 'GET', '/no/such/route')).status, 404, 'an unknown route is a 404, not a 401')
 })
 
-t.test('Checks that every write route of the master needs the operator token, reads need a token, and health needs none', async (t) => {
+t.test('Checks that every write route of the master needs the operator token, reads need a token, and health and the page shell (no state in it) need none', async (t) => {
   const routes = [
     ['POST', '/api/v1/agents/agent-auth/drain', undefined],
     ['POST', '/api/v1/agents/agent-auth/undrain', undefined],
@@ -145,8 +148,16 @@ t.test('Checks that every write route of the master needs the operator token, re
     const r = await call(masterUrl, method, path, OPERATOR, body)
     t.equal(r.status, 200, `${method} ${path} with the operator token: 200 ${JSON.stringify(r.body)}`)
   }
-  for (const path of ['/api/v1/state', '/metrics', '/']) await guardedRead(t, masterUrl, path, OPERATOR)
+  for (const path of ['/api/v1/state', '/metrics']) await guardedRead(t, masterUrl, path, OPERATOR)
   t.equal((await call(masterUrl, 'GET', '/health')).status, 200, '/health needs no token')
+  // the page is a public shell: it holds no state (its script fetches /api/v1/state with the token)
+  const page = await fetch(`${masterUrl}/`)
+  t.equal(page.status, 200, 'the page shell needs no token')
+  const html = await page.text()
+  t.match(html, /<script type="application\/json" id="initial-state"><\/script>/, 'with no state embedded')
+  t.notMatch(html, /agent-auth/, 'no agent id in it')
+  t.match(html, /<form id="auth" hidden>/, 'with the form that asks for a token')
+  t.match(html, /authorization = 'Bearer ' \+ token/, 'whose script sends the token as a header')
 })
 
 t.test('Checks that the CLI sends --token (or REGATTA_TOKEN), and says UNAUTHORIZED or FORBIDDEN on one line when the token does not fit', async (t) => {
@@ -171,4 +182,54 @@ t.test('Checks that the CLI sends --token (or REGATTA_TOKEN), and says UNAUTHORI
   const bad = await regatta(['runs', 'ls', '--ci', url, '--token', 'has space'], { cwd, env })
   t.equal(bad.code, 2, 'a malformed --token is a bad argument')
   t.match(bad.stderr, /--token: /)
+})
+
+t.test('Checks that outside regatta dev a read without a token is 401 with a JSON body that says why, whatever tokens exist, and that dev\'s auth reads without one', async (t) => {
+  // more replicas of the CI service on the same NATS (standbys read the same runs), one per configuration
+  const replicas: RunningCi[] = []
+  t.teardown(async () => { for (const r of replicas) await r.stop() })
+  const replica = async (auth: HttpAuth): Promise<string> => {
+    const r = await runCi({ natsUrl: f.cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret: f.webhookSecret, logger: silentLogger(), auth })
+    replicas.push(r)
+    return r.url
+  }
+  const operatorOnly = await replica(httpAuthFrom({ operatorToken: f.operatorToken }, {}))
+  const noTokens = await replica(httpAuthFrom({}, {}))
+  const dev = await replica(httpAuthFrom({ operatorToken: f.operatorToken, openReads: true }, {}))
+  for (const path of ['/api/v1/runs', '/metrics']) {
+    const r = await call(operatorOnly, 'GET', path)
+    t.equal(r.status, 401, `GET ${path}, only an operator token configured, none sent: 401`)
+    t.equal(r.body.error?.code, 'UNAUTHORIZED')
+    t.match(r.body.error?.message, /needs the header "Authorization: Bearer <token>" with a read or operator token/)
+    t.match(r.headers.get('content-type'), /^application\/json/)
+    t.equal((await call(operatorOnly, 'GET', path, f.operatorToken)).status, 200, `GET ${path} with the operator token: 200`)
+    const none = await call(noTokens, 'GET', path)
+    t.equal(none.status, 401, `GET ${path}, no token configured at all: 401 too`)
+    t.match(none.body.error?.message, /has none configured: start it with REGATTA_READ_TOKEN/)
+    t.equal((await call(dev, 'GET', path)).status, 200, `GET ${path} with regatta dev's auth and no token: 200`)
+  }
+  t.equal((await call(noTokens, 'GET', '/health')).status, 200, 'health is public everywhere')
+  t.equal((await call(dev, 'POST', '/api/v1/runs/nope/cancel')).status, 401, 'dev\'s writes still need the operator token')
+})
+
+t.test('Checks that artifacts download by a short-lived signed link a token asks for, which works without a header and names no token', async (t) => {
+  const path = `/api/v1/runs/${encodeURIComponent('r-none')}/jobs/${encodeURIComponent('ci/build')}/artifacts`
+  t.equal((await call(f.ci.url, 'GET', path)).status, 401, 'the artifacts without a token: 401')
+  t.equal((await call(f.ci.url, 'GET', `${path}/link`)).status, 401, 'a link without a token: 401')
+  const link = await call(f.ci.url, 'GET', `${path}/link`, READ)
+  t.equal(link.status, 200, 'the read token gets a link')
+  const url = link.body.url as string
+  t.match(url, /^\/api\/v1\/runs\/r-none\/jobs\/ci%2Fbuild\/artifacts\?exp=\d+&sig=[\w-]{43}$/)
+  t.notMatch(url, READ, 'the token is not in the link')
+  t.ok((link.body.expiresAt as number) > Date.now() && (link.body.expiresAt as number) <= Date.now() + 60_000, 'it lasts at most a minute')
+  const followed = await call(f.ci.url, 'GET', url)
+  t.equal(followed.status, 404, 'the link gets past the token check with no header (this run saved nothing: 404)')
+  t.equal(followed.body.error?.code, 'NOT_FOUND')
+  const forged = await call(f.ci.url, 'GET', url.replace(/sig=./, (m) => (m.endsWith('A') ? 'sig=B' : 'sig=A')))
+  t.equal(forged.status, 401, 'a changed signature: 401')
+  const elsewhere = await call(f.ci.url, 'GET', url.replace('ci%2Fbuild', 'ci%2Ftest'))
+  t.equal(elsewhere.status, 401, 'the link does not open another job\'s artifacts')
+  const stale = await call(f.ci.url, 'GET', url.replace(/exp=\d+/, `exp=${Date.now() - 1}`))
+  t.equal(stale.status, 401)
+  t.match(stale.body.error?.message, /expired/)
 })

@@ -11,6 +11,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { silentLogger } from '../../../shared/log/index.js'
+import { httpAuthFrom } from '../../../shared/http/index.js'
 import { runCi, type RunningCi } from '../../../services/ci/src/main.js'
 import { manualTrigger } from '../../../services/ci/src/manual.js'
 import { runView } from '../../../services/ci/src/views.js'
@@ -42,7 +43,7 @@ t.before(async () => {
     agents.push(await startAgentProcess({ natsUrl: cluster.nats.url, workDir: join(dir, `agent-${name}`), containerizer: 'process', resources: 'cpus:1;mem:512;disk:2000' }))
   }
   repo = await createRepo()
-  ci = await runCi({ natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, logger: silentLogger() })
+  ci = await runCi({ natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, logger: silentLogger(), auth: httpAuthFrom({ openReads: true }, {}) })
 })
 t.teardown(async () => {
   await ci?.stop()

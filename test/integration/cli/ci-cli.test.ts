@@ -287,7 +287,8 @@ t.test('Checks that `regatta ci` serves the runs API and UI on --http and stops 
   const port = await freePort()
   const child = spawn(process.execPath, [BIN, 'ci', '--nats', cluster.nats.url, '--http', `127.0.0.1:${port}`, '--public-url', 'http://ci.example.test'], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, REGATTA_LOG_LEVEL: 'warn', REGATTA_WEBHOOK_SECRET: 'cli-secret', REGATTA_GITHUB_API_URL: api.url },
+    // reads need a token outside regatta dev: the fixture's, which the CLI finds in REGATTA_TOKEN
+    env: { ...process.env, REGATTA_LOG_LEVEL: 'warn', REGATTA_WEBHOOK_SECRET: 'cli-secret', REGATTA_GITHUB_API_URL: api.url, REGATTA_OPERATOR_TOKEN: f.operatorToken },
   })
   let out = ''
   child.stdout.on('data', (d: Buffer) => { out += d.toString() })

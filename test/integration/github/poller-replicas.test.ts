@@ -4,6 +4,7 @@
 // taken over once stale. Real master, agent and nats-server; only GitHub's API is a stand-in.
 import t from 'tap'
 import { silentLogger } from '../../../shared/log/index.js'
+import { httpAuthFrom } from '../../../shared/http/index.js'
 import { ManualClock } from '../../../shared/clock/index.js'
 import { ProcessContainerizer } from '../../../services/agent/src/containerizer/index.js'
 import { runCi, type RunningCi } from '../../../services/ci/src/main.js'
@@ -50,7 +51,7 @@ t.teardown(async () => {
 async function replica(): Promise<RunningCi> {
   const ci = await runCi({
     natsUrl: cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret: SECRET, githubApiUrl: api.url,
-    githubToken: 'test-token', githubPollIntervalMs: INTERVAL_MS, logger: silentLogger(),
+    githubToken: 'test-token', githubPollIntervalMs: INTERVAL_MS, logger: silentLogger(), auth: httpAuthFrom({ openReads: true }, {}),
   })
   replicas.push(ci)
   return ci

@@ -8,7 +8,7 @@ import { isTerminal } from '../../../shared/protocol/index.js'
 import { shellTask } from '../../helpers/cluster.js'
 import { dockerAvailable, ensureBusyboxImage } from '../../helpers/docker.js'
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
-import { clusterState, leaderOf } from '../../helpers/processes.js'
+import { MASTER_READ_HEADERS, clusterState, leaderOf } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
 import { diagnoseOnFailure, logsOnFailure, realTerminal, contradictedReconciliation, startHaCluster, terminalsOf, updatesFullyAcknowledged, watchContainerStarts, type HaCluster } from './fixture.js'
 
@@ -40,11 +40,13 @@ t.test('Checks that one master leads and the standbys redirect the HTTP API to i
   t.equal(leader?.httpUrl, m1!.httpUrl, 'the lease names its HTTP URL')
   t.same(await Promise.all(c.masters.map((m) => m.health().then((h) => h.leader))), [true, false, false], 'only m1 says it leads')
   for (const standby of [m2!, m3!]) {
-    const res = await fetch(`${standby.httpUrl}/api/v1/state`, { redirect: 'manual' })
+    const res = await fetch(`${standby.httpUrl}/api/v1/state`, { redirect: 'manual', headers: MASTER_READ_HEADERS })
     t.equal(res.status, 307, `${standby.id} redirects`)
     t.equal(res.headers.get('location'), `${m1!.httpUrl}/api/v1/state`, `${standby.id} redirects to the leader`)
   }
-  const followed = await fetch(`${m3!.httpUrl}/api/v1/state`)
+  // followed by hand: fetch drops the Authorization header on a redirect to another origin
+  const to = (await fetch(`${m3!.httpUrl}/api/v1/state`, { redirect: 'manual', headers: MASTER_READ_HEADERS })).headers.get('location')!
+  const followed = await fetch(to, { headers: MASTER_READ_HEADERS })
   t.equal(followed.status, 200)
   t.equal((await followed.json() as { masterId: string }).masterId, 'm1', 'the redirect lands on the leader')
 })
@@ -118,7 +120,7 @@ t.test('Checks that after kill -9 of the leader a standby leads, running tasks f
   const back = await c.restartMaster(c.masters.indexOf(before.master))
   t.equal((await back.health()).leader, false, 'the restarted master is a standby')
   await waitUntil('the restarted master redirects', async () => {
-    const res = await fetch(`${back.httpUrl}/api/v1/state`, { redirect: 'manual' })
+    const res = await fetch(`${back.httpUrl}/api/v1/state`, { redirect: 'manual', headers: MASTER_READ_HEADERS })
     return res.status === 307 && res.headers.get('location') === `${after.master.httpUrl}/api/v1/state`
   }, 10_000, 100)
   t.pass('the restarted master redirects to the new leader')

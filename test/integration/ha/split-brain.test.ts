@@ -11,7 +11,7 @@ import { RegattaError } from '../../../shared/errors/index.js'
 import { shellTask } from '../../helpers/cluster.js'
 import { dockerAvailable, ensureBusyboxImage } from '../../helpers/docker.js'
 import { startNatsServer, type NatsServer } from '../../helpers/nats-server.js'
-import { clusterState } from '../../helpers/processes.js'
+import { MASTER_READ_HEADERS, clusterState } from '../../helpers/processes.js'
 import { waitUntil } from '../../helpers/wait.js'
 import { diagnoseOnFailure, logsOnFailure, realTerminal, contradictedReconciliation, startHaCluster, terminalsOf, watchContainerStarts, type HaCluster } from './fixture.js'
 
@@ -114,7 +114,7 @@ t.test('Checks that a leader paused past its lease and resumed does not act on i
   t.equal((await fresh.master.health()).leader, true)
   t.equal((await old.master.health()).leader, false)
   await waitUntil('the old master redirects to the new leader', async () => {
-    const res = await fetch(`${old.master.httpUrl}/api/v1/state`, { redirect: 'manual' })
+    const res = await fetch(`${old.master.httpUrl}/api/v1/state`, { redirect: 'manual', headers: MASTER_READ_HEADERS })
     return res.status === 307 && res.headers.get('location') === `${fresh.master.httpUrl}/api/v1/state`
   }, 5_000, 100)
   t.pass('the old master, now a standby, redirects to the new leader')

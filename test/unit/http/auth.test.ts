@@ -4,7 +4,7 @@ import t from 'tap'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { checkAccess, httpAuthFrom, parseTokensFile, type HttpAuth } from '../../../shared/http/index.js'
+import { checkAccess, checkSignedLink, httpAuthFrom, parseTokensFile, signedLink, type HttpAuth } from '../../../shared/http/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 
 const OP = 'operator-token-123'
@@ -18,12 +18,20 @@ const codeOf = (fn: () => unknown): string | undefined => {
     return (err as RegattaError).code
   }
 }
+const messageOf = (fn: () => unknown): string | undefined => {
+  try {
+    fn()
+    return undefined
+  } catch (err) {
+    return (err as RegattaError).message
+  }
+}
 
-t.test('Checks that httpAuthFrom takes flags over the environment, reads a tokens file, and opens reads only without a read token', async (t) => {
-  t.same(httpAuthFrom({}, {}), { tokens: [], openReads: true }, 'nothing configured: open reads, no operator')
+t.test('Checks that httpAuthFrom takes flags over the environment, reads a tokens file, and opens reads only when asked to (regatta dev)', async (t) => {
+  t.same(httpAuthFrom({}, {}), { tokens: [], openReads: false }, 'nothing configured: reads closed too, no operator')
   const onlyOp = httpAuthFrom({}, { REGATTA_OPERATOR_TOKEN: OP })
   t.same(onlyOp.tokens.map((x) => x.role), ['operator'])
-  t.equal(onlyOp.openReads, true, 'an operator token alone leaves reads open')
+  t.equal(onlyOp.openReads, false, 'an operator token alone: reads need it')
   const both = httpAuthFrom({ operatorToken: 'flag-operator-1' }, { REGATTA_OPERATOR_TOKEN: OP, REGATTA_READ_TOKEN: READ })
   t.same(both.tokens.map((x) => [x.role, x.token]), [['operator', 'flag-operator-1'], ['read', READ]], 'the flag wins')
   t.equal(both.openReads, false, 'a read token closes reads')
@@ -59,8 +67,32 @@ t.test('Checks that checkAccess lets each role do what it may and refuses the re
     t.equal(codeOf(() => checkAccess(closed, 'operator', header)), 'UNAUTHORIZED', JSON.stringify(header))
   }
   const none = httpAuthFrom({}, {})
-  t.equal(codeOf(() => checkAccess(none, 'read', undefined)), undefined, 'no tokens: open reads')
+  t.equal(codeOf(() => checkAccess(none, 'read', undefined)), 'UNAUTHORIZED', 'no tokens: reads closed all the same')
+  t.match(messageOf(() => checkAccess(none, 'read', undefined)), /has none configured: start it with REGATTA_READ_TOKEN/, 'saying the server has no token')
+  t.equal(codeOf(() => checkAccess(httpAuthFrom({ openReads: true }, {}), 'read', undefined)), undefined, 'regatta dev: open reads')
   t.equal(codeOf(() => checkAccess(none, 'operator', bearer(OP))), 'OPERATOR_API_DISABLED', 'no operator token: writes disabled')
   const readOnly = httpAuthFrom({}, { REGATTA_READ_TOKEN: READ })
   t.equal(codeOf(() => checkAccess(readOnly, 'operator', bearer(READ))), 'OPERATOR_API_DISABLED')
+})
+
+t.test('Checks that a signed link works for its path until it expires, only with a token the server knows, and names no token', async (t) => {
+  const auth = httpAuthFrom({}, { REGATTA_OPERATOR_TOKEN: OP, REGATTA_READ_TOKEN: READ })
+  const path = '/api/v1/runs/r1/jobs/ci%2Fbuild%20(x%3D1)/artifacts'
+  const now = 1_700_000_000_000
+  const link = signedLink(auth, `Bearer ${READ}`, path, now, 60_000)
+  t.equal(link.expiresAt, now + 60_000)
+  t.notMatch(link.url, READ, 'the token is not in the link')
+  const u = new URL(link.url, 'http://x')
+  t.equal(u.pathname, path)
+  const exp = u.searchParams.get('exp') ?? undefined
+  const sig = u.searchParams.get('sig') ?? undefined
+  t.equal(checkSignedLink(auth, path, exp, sig, now + 59_000).role, 'read', 'within its minute: the read token signed it')
+  t.equal(checkSignedLink(auth, '/api/v1/runs/r1/jobs/ci/build (x=1)/artifacts', exp, sig, now).role, 'read', 'the same path encoded otherwise')
+  t.match(messageOf(() => checkSignedLink(auth, path, exp, sig, now + 60_000)), /expired/)
+  t.equal(codeOf(() => checkSignedLink(auth, path.replace('r1', 'r2'), exp, sig, now)), 'UNAUTHORIZED', 'another path')
+  t.equal(codeOf(() => checkSignedLink(auth, path, String(Number(exp) + 1), sig, now)), 'UNAUTHORIZED', 'a changed expiry')
+  t.match(messageOf(() => checkSignedLink(auth, path, exp, 'x', now)), /malformed/)
+  t.equal(codeOf(() => checkSignedLink(httpAuthFrom({}, { REGATTA_READ_TOKEN: 'another-read-token' }), path, exp, sig, now)), 'UNAUTHORIZED', 'a server without that token')
+  t.equal(codeOf(() => signedLink(auth, 'Bearer not-known-here', path, now)), 'UNAUTHORIZED', 'only a known token gets a link')
+  t.same(signedLink(httpAuthFrom({ openReads: true }, {}), undefined, path, now), { url: path }, 'open reads: the path itself')
 })

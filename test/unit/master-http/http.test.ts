@@ -7,6 +7,7 @@ import { MasterMetrics } from '../../../services/master/src/metrics.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import type { ClusterState } from '../../../shared/protocol/index.js'
 import { clusterState } from './fixtures.js'
+import { httpAuthFrom } from '../../../shared/http/index.js'
 
 function server(overrides: Partial<MasterHttpOptions> = {}, state: ClusterState = clusterState()) {
   const metrics = overrides.metrics ?? new MasterMetrics({ processMetrics: false })
@@ -15,6 +16,8 @@ function server(overrides: Partial<MasterHttpOptions> = {}, state: ClusterState 
     metrics,
     isLeader: () => true,
     leaderHttpUrl: () => undefined,
+    // reads open as in regatta dev (the page then embeds the state); tokens: test/integration/auth
+    auth: httpAuthFrom({ openReads: true }, {}),
     ...overrides,
   })
   t.teardown(() => app.close())

@@ -138,10 +138,10 @@ t.test('Checks that the web page lists pending demand per pool, unmet tasks mark
 t.test('Checks that /metrics reports demanded and unmet tasks per pool, and drops a pool whose demand went', async (t) => {
   let state = clusterState({ demand: [{ pool: 'ci', requested: { cpus: 3 }, unmet: { cpus: 1 }, jobs: 3, unmetJobs: 1 }] })
   const { app } = server({ getState: () => state })
-  const first = (await app.inject({ url: '/metrics' })).body
+  const first = (await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } })).body
   t.match(first, /^regatta_master_demand_tasks\{pool="ci"\} 3$/m)
   t.match(first, /^regatta_master_demand_unmet_tasks\{pool="ci"\} 1$/m)
   state = clusterState()
-  const second = (await app.inject({ url: '/metrics' })).body
+  const second = (await app.inject({ url: '/metrics', headers: { authorization: `Bearer ${TOKEN}` } })).body
   t.notMatch(second, /pool="ci"/)
 })

@@ -4,7 +4,8 @@
 // A client-side router: `/` lists the runs (polling /api/v1/runs every 2 s); `/runs/:id` shows
 // one run: its job graph (columns by depth of `needs`, lines from each need), each job's state
 // and status, and the selected job's log followed live over server-sent events (read with
-// fetch, which sends the API token as a header; EventSource could send it only in the URL). The render
+// fetch, which sends the API token as a header; EventSource could send it only in the URL);
+// artifacts download from a short-lived link the API signs for the token. The render
 // functions are pure (data in, HTML out, every text escaped by `esc`); log text goes into the
 // page through textContent only.
 // Written with String.raw and without backticks or dollar-brace, so nothing is interpolated;
@@ -126,7 +127,7 @@ function renderRun(run, selected, now) {
   var saved = run.jobs.filter(function (j) { return j.artifacts; });
   if (saved.length) {
     html += '<h2>Artifacts</h2><ul class="artifacts">' + saved.map(function (j) {
-      return '<li><a download href="' + esc(j.artifacts.url) + '">' + esc(j.id) + '.tar.gz</a> <span class="muted">' + esc(bytes(j.artifacts.size)) + '</span></li>';
+      return '<li><a download data-artifacts href="' + esc(j.artifacts.url) + '">' + esc(j.id) + '.tar.gz</a> <span class="muted">' + esc(bytes(j.artifacts.size)) + '</span></li>';
     }).join('') + '</ul>';
   }
   return html;
@@ -410,6 +411,15 @@ if (typeof document !== 'undefined') (function () {
     }
     var job = target.closest && target.closest('.job');
     if (job) { selectJob(job.getAttribute('data-job')); return; }
+    // a download cannot send the token: ask the API (with it) for a short-lived signed link
+    var artifacts = target.closest && target.closest('a[data-artifacts]');
+    if (artifacts && e.button === 0) {
+      e.preventDefault();
+      getJson(artifacts.getAttribute('href') + '/link').then(function (body) {
+        location.assign(body.url);
+      }).catch(function (err) { setNote('cannot download the artifacts: ' + err.message, true); });
+      return;
+    }
     var action = target.closest && target.closest('button[data-action]');
     if (action && route.run) {
       var runId = route.run.runId, what = action.getAttribute('data-action');

@@ -134,8 +134,12 @@ function renderCluster(s) {
 }
 
 if (typeof document !== 'undefined') {
+  var TOKEN_KEY = 'regatta-token';
   var root = document.getElementById('cluster');
   var note = document.getElementById('note');
+  var authForm = document.getElementById('auth');
+  // one refresh loop: a token given restarts it, and what the old loop had in flight stops there
+  var timer = null, loop = 0;
   var show = function (s) {
     root.innerHTML = renderCluster(s);
     note.textContent = 'updated ' + new Date().toLocaleTimeString();
@@ -145,23 +149,46 @@ if (typeof document !== 'undefined') {
     note.textContent = message;
     note.className = 'error';
   };
+  // the API token (outside regatta dev reads need one): asked for when the master answers 401
+  // or 403, kept for this tab only, sent as a bearer header (never in a URL)
+  var storedToken = function () {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ''; } catch (err) { return ''; }
+  };
+  var headers = function () {
+    var h = { accept: 'application/json' };
+    var token = storedToken();
+    if (token) h.authorization = 'Bearer ' + token;
+    return h;
+  };
   var initial = document.getElementById('initial-state');
   if (initial && initial.textContent) {
     try { show(JSON.parse(initial.textContent)); } catch (e) { fail('cannot read the state: ' + e.message); }
   }
   var tick = function () {
-    fetch('api/v1/state', { cache: 'no-store', redirect: 'manual', headers: { accept: 'application/json' } })
+    var mine = loop;
+    fetch('api/v1/state', { cache: 'no-store', redirect: 'manual', headers: headers() })
       .then(function (res) {
         // this master stepped down and points at the new leader: load the page from there
         if (res.type === 'opaqueredirect') { location.reload(); return; }
+        if (res.status === 401 || res.status === 403) authForm.hidden = false;
         return res.json().then(function (body) {
           if (!res.ok) throw new Error(body && body.error ? body.error.message : 'HTTP ' + res.status);
           show(body);
         });
       })
-      .catch(function (err) { fail('cannot refresh: ' + err.message); })
-      .then(function () { setTimeout(tick, 2000); });
+      .catch(function (err) { if (mine === loop) fail('cannot refresh: ' + err.message); })
+      .then(function () { if (mine === loop) timer = setTimeout(tick, 2000); });
   };
-  setTimeout(tick, initial && initial.textContent ? 2000 : 0);
+  authForm.addEventListener('submit', function (e) {
+    e.preventDefault();
+    var input = document.getElementById('token');
+    try { sessionStorage.setItem(TOKEN_KEY, input.value.trim()); } catch (err) { /* private mode: not kept */ }
+    input.value = '';
+    authForm.hidden = true;
+    clearTimeout(timer);
+    loop++;
+    tick();
+  });
+  timer = setTimeout(tick, initial && initial.textContent ? 2000 : 0);
 }
 `)

@@ -13,6 +13,8 @@ header { display: flex; align-items: baseline; gap: 1em; padding: .8em 1.5em; bo
 header h1 { margin: 0; font-size: 1.2em; }
 #note { color: var(--muted); font-size: .9em; }
 #note.error { color: var(--bad); font-weight: 600; }
+#auth { margin-left: auto; }
+#auth[hidden] { display: none; }
 main { padding: 1em 1.5em 3em; }
 h2 { font-size: 1.05em; margin: 1.6em 0 .5em; }
 .summary { display: flex; flex-wrap: wrap; gap: .4em 2em; }
@@ -46,12 +48,12 @@ export const PAGE_HEADERS: Readonly<Record<string, string>> = {
 
 /**
  * The page, with the state it opens on embedded as JSON (so it paints without waiting for
- * the first fetch). `state` is absent on a standby that knows no leader: the page then
- * polls until one appears.
+ * the first fetch) where reads are open. `state` is absent where reads need a token (the
+ * script fetches it with the reader's token) and on a standby that knows no leader: the page
+ * then polls until it gets the state.
  */
-export function renderPage(state: ClusterState | undefined): string {
+export function renderPage(state: ClusterState | undefined, note = 'loading'): string {
   const initial = state === undefined ? '' : jsonForScript(state)
-  const note = state === undefined ? 'no leading master is known yet; retrying' : 'loading'
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -61,7 +63,8 @@ export function renderPage(state: ClusterState | undefined): string {
 <style>${STYLE}</style>
 </head>
 <body>
-<header><h1>Regatta cluster</h1><span id="note">${escapeHtml(note)}</span></header>
+<header><h1>Regatta cluster</h1><span id="note">${escapeHtml(note)}</span>
+<form id="auth" hidden><input type="password" id="token" placeholder="API token" autocomplete="off" aria-label="API token"> <button>Use token</button></form></header>
 <main id="cluster"></main>
 <script type="application/json" id="initial-state">${initial}</script>
 <script>${PAGE_SCRIPT}</script>

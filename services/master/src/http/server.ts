@@ -1,5 +1,6 @@
 // The master's HTTP server: health, Prometheus metrics, the cluster state API and the web page.
 // A standby sends API and page requests to the leader (307), or answers 503 while none is known.
+// HTTPS when given a certificate (shared/http/tls.ts); the page's shell is public, its data not.
 import Fastify, {
   LogController, type FastifyInstance, type FastifyReply, type FastifyRequest,
   type RawReplyDefaultExpression, type RawRequestDefaultExpression, type RawServerDefault,
@@ -14,7 +15,7 @@ import { errorBody, installErrorHandlers } from './errors.js'
 import { PAGE_HEADERS, renderPage } from './page.js'
 import { registerOperatorRoutes } from './operator.js'
 import { registerReservationRoutes } from './reservations.js'
-import { httpAuthFrom, installAccessHook, type HttpAuth } from '../../../../shared/http/index.js'
+import { httpAuthFrom, installAccessHook, type HttpAuth, type HttpTls } from '../../../../shared/http/index.js'
 
 export interface MasterHttpOptions {
   /** A snapshot of the cluster as this master sees it. */
@@ -34,6 +35,8 @@ export interface MasterHttpOptions {
    * REGATTA_READ_TOKEN / REGATTA_TOKENS_FILE hold (httpAuthFrom).
    */
   auth?: HttpAuth
+  /** Serve HTTPS with this certificate and key (REGATTA_HTTP_CERT / REGATTA_HTTP_KEY); none: plain HTTP. */
+  tls?: HttpTls
 }
 
 const Health = Type.Object({ status: Type.Literal('ok'), leader: Type.Boolean() })
@@ -47,12 +50,15 @@ export function createMasterHttp(options: MasterHttpOptions): MasterHttp {
     loggerInstance: options.logger ?? silentLogger(),
     // per-request lines would be mostly the page's 2 s polling; errors are logged by the error handler
     logController: new LogController({ disableRequestLogging: true }),
-  })
+    ...(options.tls ? { https: { cert: options.tls.cert, key: options.tls.key } } : {}),
+  }) as unknown as MasterHttp
 
   installErrorHandlers(app)
-  // every route reads (a read or operator token, or open reads) or writes (an operator token); /health is open
+  // every route reads (a read or operator token, or open reads) or writes (an operator token);
+  // /health is open, and so is the page's shell: its script asks for a token and fetches the state
   const auth = options.auth ?? httpAuthFrom({ ...(options.operatorToken ? { operatorToken: options.operatorToken } : {}) }, { ...process.env, REGATTA_OPERATOR_TOKEN: '' })
-  installAccessHook(app, auth, { public: ['/health'] })
+  installAccessHook(app, auth, { public: ['/health', '/'] })
+  if (!auth.openReads && auth.tokens.length === 0) app.log.warn('no HTTP token is configured: every read but /health answers 401 (set REGATTA_READ_TOKEN or REGATTA_OPERATOR_TOKEN)')
 
   /** On a standby: sends the request on to the leader (same path and query), or 503 while none is known. */
   const answerAsStandby = (request: FastifyRequest, reply: FastifyReply, leader: string | undefined): FastifyReply => {
@@ -84,11 +90,13 @@ export function createMasterHttp(options: MasterHttpOptions): MasterHttp {
   registerReservationRoutes(app, operatorRoutes)
 
   app.get('/', async (request, reply) => {
-    if (options.isLeader()) return reply.headers(PAGE_HEADERS).send(renderPage(options.getState()))
+    // the state goes into the page only where anyone may read it (regatta dev); otherwise the
+    // script fetches it with the token the reader gives
+    if (options.isLeader()) return reply.headers(PAGE_HEADERS).send(renderPage(auth.openReads ? options.getState() : undefined))
     const leader = options.leaderHttpUrl()
     if (leader) return answerAsStandby(request, reply, leader)
     // a standby that knows no leader still serves the page (a browser shows why it is empty); it polls until one appears
-    return reply.headers(PAGE_HEADERS).send(renderPage(undefined))
+    return reply.headers(PAGE_HEADERS).send(renderPage(undefined, 'no leading master is known yet; retrying'))
   })
 
   return app
