@@ -72,12 +72,6 @@ export function updateSenderMismatch(subject: string, status: { frameworkId: str
   return parts[3] === idToken(status.agentId) ? undefined : `an update of agent ${status.agentId} came on ${subject}`
 }
 
-/** The agent token of an agent's status update subject (`regatta.update.<fw>.<agent>`), undefined for the master's or another subject. */
-export function updateSubjectAgentToken(subject: string): string | undefined {
-  const parts = subject.split('.')
-  return parts.length === 4 && parts[0] === 'regatta' && parts[1] === 'update' && parts[3] !== MASTER_SENDER ? parts[3] : undefined
-}
-
 export const Streams = {
   updates: 'REGATTA_UPDATES',
   output: 'REGATTA_OUTPUT',

@@ -5,6 +5,7 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import { pino } from 'pino'
+import { AckPolicy } from 'nats'
 import { Consumers, Streams, Subjects, encode, type TaskStatus } from '../../../shared/protocol/index.js'
 import { ProcessContainerizer } from '../../../services/agent/src/containerizer/index.js'
 import { Master } from '../../../services/master/src/master.js'
@@ -97,4 +98,19 @@ t.test('Checks that an update on agent A\'s subject for a task running on agent 
   t.match(own, { state: 'KILLED', agentId: 'agent-a' }, 'agent A\'s own task ends KILLED, reported by A')
   t.match(victim, { state: 'KILLED', agentId: 'agent-b' }, 'the victim ends KILLED, reported by B')
   t.equal(fw.statesOf('victim').filter((s) => s !== 'STAGING' && s !== 'STARTING' && s !== 'RUNNING').length, 1, 'the victim ended once')
+})
+
+t.test('Checks that a framework update consumer left with the filter of before the subjects named the agent is made again, and the framework gets its updates', async (t) => {
+  const nc = await cluster.connect('upgrade')
+  const jsm = await nc.jetstreamManager()
+  const id = 'fw-upgraded'
+  // the first framework lets its offers go, so that they come to this one at once
+  await fw.scheduler.decline(fw.offers.map((o) => o.id), { refuseSeconds: 60 })
+  fw.offers = []
+  // as an older master made it: regatta.update.<fw>, which no update subject matches any more
+  await jsm.consumers.add(Streams.updates, { durable_name: Consumers.frameworkUpdates(id), ack_policy: AckPolicy.Explicit, filter_subject: `regatta.update.${id}` })
+  const old = await cluster.framework({ id, name: 'upgraded' })
+  t.equal((await jsm.consumers.info(Streams.updates, Consumers.frameworkUpdates(id))).config.filter_subject, Subjects.frameworkStatusUpdates(id), 'the consumer filters regatta.update.<fw>.* now')
+  await old.launch(shellTask('after-upgrade', 'true'))
+  t.equal((await old.terminal('after-upgrade')).state, 'FINISHED', 'the framework got its task\'s updates')
 })
