@@ -33,7 +33,7 @@ t.before(async () => {
   f = await startCiFixture({ containerizer: 'process', ci: { leaseTtlMs: 1_000 } })
   b = await runCi({
     natsUrl: f.cluster.nats.url, http: { host: '127.0.0.1', port: 0 }, webhookSecret: f.webhookSecret, logger: silentLogger(), leaseTtlMs: 1_000,
-    auth: httpAuthFrom({ operatorToken: f.operatorToken }, {}),
+    auth: httpAuthFrom({ operatorToken: f.operatorToken, openReads: true }, {}),
   })
 })
 t.teardown(async () => {
