@@ -15,9 +15,11 @@ import { Master } from '../../../services/master/src/master.js'
 import { Agent } from '../../../services/agent/src/agent.js'
 import { ProcessContainerizer } from '../../../services/agent/src/containerizer/process.js'
 import { RecordingFramework, fastMasterConfig, shellTask } from '../../helpers/cluster.js'
+import { LogArchive, taskOutput, taskOutputText } from '../../../services/ci/src/logs.js'
+import { waitUntil } from '../../helpers/wait.js'
 import { startSecureNats, until, violations, type SecureNats } from './secure-nats.js'
 
-const users = devUsers({ agentIds: ['a1', 'a2'], frameworkIds: ['fw1', 'fw2'] })
+const users = devUsers({ agentIds: ['a1', 'a2'], frameworkIds: ['fw1', 'fw2'], ciFrameworkId: 'regatta-ci' })
 const as = (name: string): NatsUser => users.find((u) => u.user === name)!
 let nats: SecureNats
 const stops: Array<() => Promise<void>> = []
@@ -125,6 +127,33 @@ t.test('Checks that an agent may publish status updates and output on its own su
   const mine = await jsm.streams.getMessage(Streams.output, { last_by_subj: Subjects.taskOutputAnyAgent('fw1', 'own-task') })
   t.equal(mine.subject, Subjects.taskOutput('fw1', 'a1', 'own-task'), 'its own output is stored and found by the any-agent subject')
   t.notOk(nc.isClosed(), 'refusals do not close the connection')
+})
+
+t.test('Checks that the CI service, as its own NATS user, reads, follows and archives a task\'s output from the agent\'s subject without knowing the agent', async (t) => {
+  const agent = await nats.connectAs(as('agent-a2'), 'ci-output-agent')
+  const ci = await nats.connectAs(as('ci'))
+  const refused = violations(ci)
+  const chunk = (seq: number, data: string): Uint8Array => encode({ taskId: 'ci-task', stream: 'stdout', seq, data })
+  agent.publish(Subjects.taskOutput('regatta-ci', 'a2', 'ci-task'), chunk(0, 'one\n'))
+  await agent.flush()
+  await waitUntil('the output to be stored', async () => (await taskOutputText(ci, 'regatta-ci', 'ci-task')) === 'one\n', 5_000)
+  // following: what is there and what comes next
+  const ac = new AbortController()
+  const seen: string[] = []
+  const following = (async () => {
+    for await (const c of taskOutput(ci, 'regatta-ci', 'ci-task', { follow: true, signal: ac.signal })) {
+      seen.push(c.data)
+      if (seen.length === 2) ac.abort()
+    }
+  })()
+  agent.publish(Subjects.taskOutput('regatta-ci', 'a2', 'ci-task'), chunk(1, 'two\n'))
+  await following
+  t.same(seen, ['one\n', 'two\n'], 'followed live')
+  const archive = new LogArchive(ci)
+  t.equal(await archive.archive('regatta-ci', 'ci-task'), true, 'archived into the log store')
+  t.equal(await archive.read('ci-task'), 'one\ntwo\n', 'read back from the archive')
+  await ci.flush()
+  t.same(refused, [], 'the CI user was refused nothing')
 })
 
 t.test('Checks that a framework is refused another framework\'s events, updates and output, and the operator subject', async (t) => {
