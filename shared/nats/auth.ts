@@ -119,7 +119,7 @@ export function permissionsFor(u: Pick<NatsUser, 'user' | 'role' | 'id'>): Subje
       const publish = [Subjects.schedulerCall, '$JS.API.INFO', ...frameworkUpdateSubjects(id)]
       const subscribe = [Subjects.frameworkEvents(id), Subjects.leaderElected, `regatta.output.${idToken(id)}.>`, inbox]
       if (u.role === 'framework') return { publish: { allow: publish }, subscribe: { allow: subscribe }, allowResponses: false }
-      const buckets = [Buckets.secrets, Buckets.ciLeader, 'regatta-runs', 'regatta-deliveries', 'regatta-schedules', 'regatta-schedule-ticks', 'regatta-github-heads', 'regatta-github-claims']
+      const buckets = [Buckets.secrets, Buckets.ciLeader, 'regatta-runs', 'regatta-deliveries', 'regatta-schedules', 'regatta-schedule-ticks', 'regatta-github-heads', 'regatta-github-claims', 'regatta-cache-volumes']
       return {
         publish: {
           allow: [
