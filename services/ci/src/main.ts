@@ -9,6 +9,7 @@ import {
   DEFAULT_POLL_INTERVAL_MS, HeadLedger, HeadPoller, StatusReporter, createGitHubClient, type DeliveryLog, type HeadPollerOptions,
 } from './github/index.js'
 import { CiService } from './service.js'
+import { parseRepoWeights } from './placement.js'
 import { createCiHttp } from './http.js'
 import { schemeOf, type HttpAuth, type HttpTls } from '../../../shared/http/index.js'
 import { runsPage } from './ui/page.js'
@@ -82,6 +83,8 @@ export interface CiRunOptions {
    * (REGATTA_CACHE_VOLUME_TTL, default 7 days; 0: never).
    */
   cacheVolumeTtlMs?: number
+  /** Weights of the fair share between repositories (REGATTA_REPO_WEIGHTS `owner/repo=2,...`; default 1). */
+  repoWeights?: Readonly<Record<string, number>>
   /** The head poller's limits (github/poller.ts), beyond its interval. */
   headPoller?: Partial<Pick<HeadPollerOptions, 'maxRepos' | 'maxBranches' | 'maxPulls' | 'maxBackoffMs' | 'requestTimeoutMs' | 'rateLimitReserve'>>
   logger?: Logger
@@ -120,6 +123,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
     ...(ledger ? { heads: ledger } : {}),
     ...(o.reconcileIntervalMs !== undefined ? { reconcileStartingMs: o.reconcileIntervalMs } : {}),
     ...(o.cacheVolumeTtlMs !== undefined ? { cacheVolumeTtlMs: o.cacheVolumeTtlMs } : {}),
+    ...(o.repoWeights ? { repoWeights: o.repoWeights } : {}),
   })
   await service.start()
   const poller = github && ledger
@@ -167,7 +171,7 @@ export async function runCi(o: CiRunOptions): Promise<RunningCi> {
 }
 
 /** The service's settings from its environment, as DESIGN.md lists them. */
-export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded' | 'logRetentionMs' | 'githubPollIntervalMs' | 'reconcileIntervalMs' | 'cacheVolumeTtlMs'> {
+export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 'webhookSecret' | 'githubToken' | 'githubApiUrl' | 'publicUrl' | 'secretsKey' | 'cancelSuperseded' | 'logRetentionMs' | 'githubPollIntervalMs' | 'reconcileIntervalMs' | 'cacheVolumeTtlMs' | 'repoWeights'> {
   const cancel = env.REGATTA_CANCEL_SUPERSEDED
   if (cancel !== undefined && !['true', 'false', '1', '0'].includes(cancel)) {
     throw new RegattaError('INVALID_CONFIG', `REGATTA_CANCEL_SUPERSEDED: "${cancel}" is not true or false`)
@@ -179,6 +183,7 @@ export function ciEnv(env: NodeJS.ProcessEnv = process.env): Pick<CiRunOptions, 
     ...(env.REGATTA_GITHUB_POLL_INTERVAL ? { githubPollIntervalMs: pollInterval(env.REGATTA_GITHUB_POLL_INTERVAL) } : {}),
     ...(env.REGATTA_RECONCILE_INTERVAL ? { reconcileIntervalMs: reconcileInterval(env.REGATTA_RECONCILE_INTERVAL) } : {}),
     ...(env.REGATTA_CACHE_VOLUME_TTL ? { cacheVolumeTtlMs: cacheVolumeTtl(env.REGATTA_CACHE_VOLUME_TTL) } : {}),
+    ...(env.REGATTA_REPO_WEIGHTS ? { repoWeights: parseRepoWeights(env.REGATTA_REPO_WEIGHTS) } : {}),
     ...(env.REGATTA_WEBHOOK_SECRET ? { webhookSecret: env.REGATTA_WEBHOOK_SECRET } : {}),
     ...(env.REGATTA_GITHUB_TOKEN ? { githubToken: env.REGATTA_GITHUB_TOKEN } : {}),
     ...(env.REGATTA_GITHUB_API_URL ? { githubApiUrl: env.REGATTA_GITHUB_API_URL } : {}),

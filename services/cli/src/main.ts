@@ -322,13 +322,20 @@ program.command('ci')
   .option('--replicas <n>', 'JetStream KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
   .option('--no-cancel-superseded', 'keep older runs of a branch or pull request running when a newer push arrives (env REGATTA_CANCEL_SUPERSEDED=false)')
   .option('--github-poll-interval <duration>', 'how often GitHub is asked for branch heads and pull requests that no webhook announced; 0 or off: never (env REGATTA_GITHUB_POLL_INTERVAL, default 60s)')
+  .option('--reconcile-interval <duration>', 'how often jobs launched but not started are asked about, and after how long (env REGATTA_RECONCILE_INTERVAL, default 60s)')
+  .option('--cache-volume-ttl <duration>', 'destroy cache volumes unused for this long; 0 or off: never (env REGATTA_CACHE_VOLUME_TTL, default 7d)')
+  .option('--repo-weights <list>', 'weights of the fair share between repositories, owner/repo=2,... (env REGATTA_REPO_WEIGHTS, default 1 each)')
   .addOption(httpCertOption())
   .addOption(httpKeyOption())
-  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string; httpCert?: string; httpKey?: string }) => {
-    const { runCi, ciEnv, pollInterval } = await import('../../ci/src/main.js')
+  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string; reconcileInterval?: string; cacheVolumeTtl?: string; repoWeights?: string; httpCert?: string; httpKey?: string }) => {
+    const { runCi, ciEnv, pollInterval, reconcileInterval, cacheVolumeTtl } = await import('../../ci/src/main.js')
+    const { parseRepoWeights } = await import('../../ci/src/placement.js')
     const env = ciEnv()
     const tls = httpTlsFrom({ certFile: opts.httpCert, keyFile: opts.httpKey })
     if (opts.githubPollInterval !== undefined) env.githubPollIntervalMs = pollInterval(opts.githubPollInterval, '--github-poll-interval')
+    if (opts.reconcileInterval !== undefined) env.reconcileIntervalMs = reconcileInterval(opts.reconcileInterval, '--reconcile-interval')
+    if (opts.cacheVolumeTtl !== undefined) env.cacheVolumeTtlMs = cacheVolumeTtl(opts.cacheVolumeTtl, '--cache-volume-ttl')
+    if (opts.repoWeights !== undefined) env.repoWeights = parseRepoWeights(opts.repoWeights, '--repo-weights')
     // the flag, when given, wins over the environment
     if (!opts.cancelSuperseded) env.cancelSuperseded = false
     const publicUrl = opts.publicUrl ?? env.publicUrl

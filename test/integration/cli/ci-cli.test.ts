@@ -273,6 +273,10 @@ t.test('Checks that bad arguments exit 2 with a one-line message', async (t) => 
     [['logs', '/ci/build', '--ci', ci.url], /RUN\/JOB/],
     [['runs', 'frobnicate'], /frobnicate/],
     [['ci', '--http', 'nowhere'], /--http/],
+    [['ci', '--repo-weights', 'acme=2'], /--repo-weights: "acme=2" is not owner\/repo=<weight above 0>/],
+    [['ci', '--repo-weights', 'acme/web=0'], /--repo-weights/],
+    [['ci', '--reconcile-interval', 'soon'], /--reconcile-interval: "soon" is not a duration/],
+    [['ci', '--cache-volume-ttl', 'x'], /--cache-volume-ttl/],
   ]
   for (const [args, reason] of cases) {
     const r = await regatta(args)

@@ -4,6 +4,7 @@ import t from 'tap'
 import { parseRepoWeights, placeJobs, usageByRepo, type WaitingJob } from '../../../services/ci/src/placement.js'
 import type { Offer, Resource } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
+import { ciEnv } from '../../../services/ci/src/main.js'
 
 const offer = (id: string, resources: Resource[]): Offer => ({ id, frameworkId: 'f', agentId: `a-${id}`, hostname: 'h', pool: 'p', attributes: {}, role: 'ci/push', resources })
 const room = (cpus: number, mem = 65536): Resource[] => [{ name: 'cpus', scalar: cpus }, { name: 'mem', scalar: mem }]
@@ -86,4 +87,7 @@ t.test('Checks that REGATTA_REPO_WEIGHTS entries parse, and a bad one is named',
     t.ok(err instanceof RegattaError && err.code === 'INVALID_CONFIG', `${bad}: INVALID_CONFIG`)
     t.match((err as Error).message, `--repo-weights: "${bad}" is not owner/repo=`, bad)
   }
+  t.same(ciEnv({ REGATTA_REPO_WEIGHTS: 'octo/app=3' }).repoWeights, { 'octo/app': 3 }, 'the CI service reads them from its environment')
+  t.equal(ciEnv({}).repoWeights, undefined)
+  t.throws(() => ciEnv({ REGATTA_REPO_WEIGHTS: 'app=3' }), /^REGATTA_REPO_WEIGHTS: "app=3"/)
 })
