@@ -2,7 +2,10 @@
 // compose file, the Kubernetes manifests and the systemd units run `regatta` with flags the CLI
 // has (its own --help is the reference); the NATS node configs pass `nats-server -t`, and,
 // moved onto loopback ports and temp stores, form a real 3-node JetStream cluster whose R3 KV
-// bucket keeps answering after its stream leader is killed.
+// bucket keeps answering after its stream leader is killed. Security: every component connects
+// to NATS as its own user of regatta-auth.conf (made, with the env files, by deploy/make-secrets.ts),
+// its secrets come from env files and Kubernetes Secrets (nothing but placeholders committed), and
+// the cluster still forms with the users' block included, the nodes refusing anonymous clients.
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -14,6 +17,8 @@ import { parseAllDocuments } from 'yaml'
 import { connect, type NatsConnection } from 'nats'
 import { natsUrl, parseDuration } from '../../../shared/config/index.js'
 import { freePort } from '../../helpers/nats-server.js'
+import { idToken } from '../../../shared/protocol/subjects.js'
+import { CI_FRAMEWORK_ID } from '../../../services/ci/src/service.js'
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0]
 
@@ -22,6 +27,36 @@ const DEPLOY = join(ROOT, 'deploy')
 const CLI = join(ROOT, 'services/cli/bin/regatta.mjs')
 const NODES = ['n1', 'n2', 'n3'] as const
 const NATS_URLS = 'nats://n1:4222,nats://n2:4222,nats://n3:4222'
+/** Variables whose values are secrets: they may come only from env files and Secrets. */
+const SECRET_VARS = ['REGATTA_NATS_PASSWORD', 'REGATTA_OPERATOR_TOKEN', 'REGATTA_READ_TOKEN', 'REGATTA_WEBHOOK_SECRET', 'REGATTA_SECRETS_KEY', 'REGATTA_GITHUB_TOKEN', 'REGATTA_TOKEN']
+
+/** What deploy/make-secrets.ts writes into a temp dir (once per test file), file name -> text. */
+let secretsDir: string | undefined
+async function madeSecrets(): Promise<string> {
+  if (!secretsDir) {
+    const dir = await mkdtemp(join(tmpdir(), 'regatta-deploy-secrets-'))
+    t.teardown(() => rm(dir, { recursive: true, force: true }))
+    const r = spawnSync(process.execPath, ['--import', 'tsx', join(DEPLOY, 'make-secrets.ts'), '--out', join(dir, 's')], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+    if (r.status !== 0) throw new Error(`make-secrets.ts exited ${r.status}: ${r.stderr}`)
+    secretsDir = join(dir, 's')
+  }
+  return secretsDir
+}
+
+/** KEY=value lines of an env file (comments and blank lines skipped). */
+function parseEnv(text: string): Map<string, string> {
+  const m = new Map<string, string>()
+  for (const line of text.split('\n')) {
+    const x = /^([A-Z_][A-Z0-9_]*)=(.*)$/.exec(line.trim())
+    if (x) m.set(x[1]!, x[2]!)
+  }
+  return m
+}
+
+/** The users of an authorization block: user name -> password. */
+function authUsers(text: string): Map<string, string> {
+  return new Map([...text.matchAll(/\{ user: "([^"]+)", password: "([^"]+)"/g)].map((m) => [m[1]!, m[2]!]))
+}
 
 type Obj = Record<string, unknown>
 const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v)
@@ -38,6 +73,8 @@ async function walk(dir: string): Promise<string[]> {
   const out: string[] = []
   for (const e of await readdir(dir, { withFileTypes: true })) {
     const p = join(dir, e.name)
+    // what make-secrets.ts writes (gitignored) is no file of the shapes
+    if (e.isDirectory() && p === join(DEPLOY, 'secrets')) continue
     if (e.isDirectory()) out.push(...await walk(p))
     else out.push(p)
   }
@@ -156,7 +193,7 @@ t.test('Checks that deploy/README.md names every file of the production shapes',
 
 // ---- Docker Compose ------------------------------------------------------------------------
 
-t.test('Checks the compose file: 3 NATS nodes, 3 masters, agents with the Docker socket, regatta flags that exist', async (t) => {
+t.test('Checks the compose file: 3 NATS nodes with the users block, 3 masters, agents with the Docker socket and their own NATS users, 2 CI replicas, secrets from env files, regatta flags that exist', async (t) => {
   const [compose] = await loadYaml(join(DEPLOY, 'compose.yaml'))
   const services = obj(obj(compose, 'compose.yaml').services, 'services')
   const entries = Object.entries(services).map(([name, s]) => [name, obj(s, `service ${name}`)] as const)
@@ -170,6 +207,7 @@ t.test('Checks the compose file: 3 NATS nodes, 3 masters, agents with the Docker
     t.ok(volumes.includes(`./nats/${name}.conf:/etc/nats/${name}.conf:ro`), `${name} mounts deploy/nats/${name}.conf`)
     t.ok(existsSync(join(DEPLOY, 'nats', `${name}.conf`)), `deploy/nats/${name}.conf exists`)
     t.ok(volumes.some((v) => v.endsWith(`:/var/lib/nats/${name}`)), `${name} keeps its JetStream store (/var/lib/nats/${name}) on a volume`)
+    t.ok(volumes.includes('./secrets/regatta-auth.conf:/etc/nats/regatta-auth.conf:ro'), `${name} mounts the users block make-secrets.ts writes where its config includes it`)
     t.equal(s.stop_signal, 'SIGUSR2', `${name} stops in lame duck mode`)
     t.ok(parseDuration(String(s.stop_grace_period), 'stop_grace_period') > 30_000, `${name}: stop_grace_period outlasts lame_duck_duration (30s)`)
   }
@@ -179,6 +217,10 @@ t.test('Checks the compose file: 3 NATS nodes, 3 masters, agents with the Docker
   t.equal(byCommand('master').length, 3, 'three masters')
   t.ok(byCommand('agent').length >= 2, 'at least two agents')
   t.equal(regatta.length, entries.length - nats.length, 'every other service runs the Regatta image')
+  t.equal(byCommand('ci').length, 2, 'two CI replicas')
+  const secrets = await madeSecrets()
+  const auth = authUsers(await readFile(join(secrets, 'regatta-auth.conf'), 'utf8'))
+  const agentIds = new Set<string>()
 
   const masterIds = new Set<string>()
   for (const [name, s] of regatta) {
@@ -190,6 +232,27 @@ t.test('Checks the compose file: 3 NATS nodes, 3 masters, agents with the Docker
     t.equal(env.REGATTA_NATS_URL, NATS_URLS, `${name} reaches all three NATS nodes`)
     t.doesNotThrow(() => natsUrl(String(env.REGATTA_NATS_URL)), `${name}: REGATTA_NATS_URL is a valid --nats value`)
     t.same(Object.keys(obj(s.depends_on, `${name}.depends_on`)).sort(), [...NODES], `${name} waits for the NATS nodes`)
+    for (const v of SECRET_VARS) t.notOk(v in env, `${name}: no ${v} written into the compose file`)
+    // its secrets: an env file that make-secrets.ts writes, with a NATS user of the auth block
+    const envFiles = arr(s.env_file, `${name}.env_file`).map(String)
+    t.equal(envFiles.length, 1, `${name} reads one env file`)
+    const envFile = envFiles[0]!
+    t.match(envFile, /^\.\/secrets\/[a-z0-9-]+\.env$/, `${name}: its env file ${envFile} is in deploy/secrets/`)
+    const vars = parseEnv(await readFile(join(secrets, envFile.slice('./secrets/'.length)), 'utf8'))
+    const user = vars.get('REGATTA_NATS_USER')
+    t.ok(user && auth.get(user) === vars.get('REGATTA_NATS_PASSWORD'), `${name}: NATS user ${user} of ${envFile} is in regatta-auth.conf with the same password`)
+    if (argv[0] === 'master' || argv[0] === 'ci') {
+      t.equal(user, argv[0], `${name} connects as NATS user ${argv[0]}`)
+      for (const v of ['REGATTA_OPERATOR_TOKEN', 'REGATTA_READ_TOKEN']) t.ok((vars.get(v) ?? '').length >= 32, `${name}: ${v} comes from ${envFile}`)
+      const health = arr(obj(s.healthcheck, `${name}.healthcheck`).test, 'healthcheck.test').map(String).join(' ')
+      t.match(health, /http:\/\/127\.0\.0\.1:\d+\/health'/, `${name}: the healthcheck asks /health (public: no token)`)
+    }
+    if (argv[0] === 'ci') {
+      t.equal(flags.get('--replicas'), '3', `${name}: --replicas 3`)
+      t.ok((vars.get('REGATTA_WEBHOOK_SECRET') ?? '').length >= 32, `${name}: REGATTA_WEBHOOK_SECRET comes from ${envFile}`)
+      t.match(vars.get('REGATTA_SECRETS_KEY') ?? '', /^[A-Za-z0-9+/]{43}=$/, `${name}: REGATTA_SECRETS_KEY (32 bytes, base64) comes from ${envFile}`)
+      t.ok(arr(s.ports, `${name}.ports`).map(String).some((p) => p.endsWith(':8080')), `${name} publishes its HTTP port`)
+    }
     if (argv[0] === 'master') {
       checkMasterHa(t, `compose ${name}`, flags)
       masterIds.add(String(flags.get('--id')))
@@ -206,9 +269,26 @@ t.test('Checks the compose file: 3 NATS nodes, 3 masters, agents with the Docker
       for (const p of [workDir, tmp]) {
         t.ok(volumes.includes(`${p}:${p}`), `${name} bind-mounts ${p} at the same path on the host`)
       }
+      // its own NATS user: agent-<id> for the id the entrypoint writes into the work dir
+      const id = vars.get('REGATTA_AGENT_ID') ?? ''
+      t.equal(user, `agent-${idToken(id)}`, `${name}: NATS user ${user} is the one of agent id ${id}`)
+      t.notOk(agentIds.has(id), `${name}: agent id ${id} is its own`)
+      agentIds.add(id)
+      // the entrypoint, run for real (compose's $$ is a $): it writes the id, then runs regatta
+      const entry = arr(s.entrypoint, `${name}.entrypoint`).map((x) => String(x).replace(/\$\$/g, '$'))
+      t.same(entry.slice(0, 2), ['/bin/sh', '-c'], `${name}: the entrypoint is a shell line`)
+      const fake = await mkdtemp(join(tmpdir(), 'regatta-agent-entry-'))
+      t.teardown(() => rm(fake, { recursive: true, force: true }))
+      const r = spawnSync('/bin/sh', ['-c', entry[2]!.replaceAll(workDir, fake), ...entry.slice(3), 'agent', '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, REGATTA_AGENT_ID: id } })
+      t.equal(r.status, 0, `${name}: the entrypoint runs \`regatta agent --help\`: ${r.stderr}`)
+      t.match(r.stdout, /Usage: regatta agent/, `${name}: and it is regatta that runs`)
+      t.equal((await readFile(join(fake, 'agent-id'), 'utf8')).trim(), id, `${name}: the entrypoint wrote agent id ${id} where the agent keeps it`)
+      const none = spawnSync('/bin/sh', ['-c', entry[2]!.replaceAll(workDir, fake), ...entry.slice(3), 'agent', '--help'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, REGATTA_AGENT_ID: '' } })
+      t.not(none.status, 0, `${name}: without REGATTA_AGENT_ID the entrypoint stops (${none.stderr.trim()})`)
     }
   }
   t.equal(masterIds.size, 3, 'the masters have distinct ids')
+  t.equal(agentIds.size, byCommand('agent').length, 'every agent has an id of its own')
 })
 
 // ---- Dockerfile --------------------------------------------------------------------------
@@ -254,11 +334,11 @@ function parseUnit(text: string): Unit {
 }
 const one = (u: Unit, section: string, key: string): string | undefined => u.get(section)?.get(key)?.at(-1)
 
-t.test('Checks the systemd units: regatta flags that exist, Restart=always, the environment file, users, the NATS node configs', async (t) => {
+t.test('Checks the systemd units: regatta flags that exist, Restart=always, the environment files (secrets in their own), users, the CI replicas, the NATS node configs', async (t) => {
   const dir = join(DEPLOY, 'systemd')
   const units = new Map<string, Unit>()
   for (const f of (await readdir(dir)).filter((f) => f.endsWith('.service'))) units.set(f, parseUnit(await readFile(join(dir, f), 'utf8')))
-  t.same([...units.keys()].sort(), ['nats-server@.service', 'regatta-agent.service', 'regatta-master@.service'], 'the three units')
+  t.same([...units.keys()].sort(), ['nats-server@.service', 'regatta-agent.service', 'regatta-ci@.service', 'regatta-master@.service'], 'the four units')
 
   for (const [name, u] of units) {
     t.equal(one(u, 'Service', 'Restart'), 'always', `${name}: Restart=always`)
@@ -274,10 +354,25 @@ t.test('Checks the systemd units: regatta flags that exist, Restart=always, the 
     t.equal(argv[1], '/opt/regatta/services/cli/bin/regatta.mjs', `${name}: runs the regatta CLI from /opt/regatta`)
     return argv.slice(2)
   }
-  for (const name of ['regatta-master@.service', 'regatta-agent.service']) {
+  const secrets = await madeSecrets()
+  const auth = authUsers(await readFile(join(secrets, 'regatta-auth.conf'), 'utf8'))
+  for (const [name, file, made] of [['regatta-master@.service', 'master.env', 'master.env'], ['regatta-ci@.service', 'ci.env', 'ci.env'], ['regatta-agent.service', 'agent.env', 'agent-host1.env']] as const) {
     const u = units.get(name)!
-    t.equal(one(u, 'Service', 'EnvironmentFile'), '/etc/regatta/regatta.env', `${name}: EnvironmentFile=/etc/regatta/regatta.env`)
+    t.same(u.get('Service')?.get('EnvironmentFile'), ['/etc/regatta/regatta.env', `/etc/regatta/${file}`], `${name}: EnvironmentFile=/etc/regatta/regatta.env, then its secrets in /etc/regatta/${file}`)
     t.equal(one(u, 'Service', 'User'), 'regatta', `${name}: runs as user regatta`)
+    for (const e of u.get('Service')?.get('Environment') ?? []) {
+      for (const v of SECRET_VARS) t.notOk(e.startsWith(`${v}=`), `${name}: no ${v} in the unit`)
+    }
+    const vars = parseEnv(await readFile(join(secrets, made), 'utf8'))
+    const user = vars.get('REGATTA_NATS_USER')
+    t.ok(user && auth.get(user) === vars.get('REGATTA_NATS_PASSWORD'), `${name}: ${made} (installed as /etc/regatta/${file}) names NATS user ${user} of regatta-auth.conf`)
+  }
+  const ci = units.get('regatta-ci@.service')!
+  const cflags = checkRegattaArgs(t, 'regatta-ci@.service', regattaExec('regatta-ci@.service'))
+  t.equal(cflags.get('--replicas'), '3', 'regatta-ci@.service: --replicas 3')
+  t.equal(cflags.get('--http'), '0.0.0.0:8080', 'regatta-ci@.service: HTTP on 8080')
+  for (const [k, v] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['CapabilityBoundingSet', '']] as const) {
+    t.equal(one(ci, 'Service', k), v, `ci hardening: ${k}=${v}`)
   }
   const master = units.get('regatta-master@.service')!
   const mflags = checkRegattaArgs(t, 'regatta-master@.service', regattaExec('regatta-master@.service'))
@@ -296,6 +391,19 @@ t.test('Checks the systemd units: regatta flags that exist, Restart=always, the 
   t.ok(states.includes(String(aflags.get('--work-dir'))), `the agent's --work-dir is a StateDirectory (${states.join(' ')})`)
   const tmp = agent.get('Service')?.get('Environment')?.find((e) => e.startsWith('TMPDIR='))?.slice('TMPDIR='.length)
   t.ok(tmp && states.includes(tmp), `the agent's TMPDIR (${tmp}) is a real directory the engine sees, not PrivateTmp`)
+  // ExecStartPre writes REGATTA_AGENT_ID into <work dir>/agent-id (systemd's $$ is a $); run it
+  const pre = one(agent, 'Service', 'ExecStartPre') ?? ''
+  const m = /^\/bin\/sh -c '(.*)'$/.exec(pre)
+  t.ok(m, `the agent's ExecStartPre is a shell line: ${pre}`)
+  if (m) {
+    const fake = await mkdtemp(join(tmpdir(), 'regatta-agent-pre-'))
+    t.teardown(() => rm(fake, { recursive: true, force: true }))
+    const line = m[1]!.replace(/\$\$/g, '$').replaceAll(String(aflags.get('--work-dir')), fake)
+    const r = spawnSync('/bin/sh', ['-c', line], { encoding: 'utf8', env: { ...process.env, REGATTA_AGENT_ID: 'host1' } })
+    t.equal(r.status, 0, `ExecStartPre runs: ${r.stderr}`)
+    t.equal((await readFile(join(fake, 'agent-id'), 'utf8')).trim(), 'host1', 'it writes the agent id where the agent keeps it')
+    t.not(spawnSync('/bin/sh', ['-c', line], { encoding: 'utf8', env: { ...process.env, REGATTA_AGENT_ID: '' } }).status, 0, 'and stops when REGATTA_AGENT_ID is not set')
+  }
 
   const env = await readFile(join(dir, 'regatta.env'), 'utf8')
   t.match(env, new RegExp(`^REGATTA_NATS_URL=${NATS_URLS}$`, 'm'), 'regatta.env names the three NATS nodes')
@@ -326,7 +434,7 @@ t.test('Checks the systemd units: regatta flags that exist, Restart=always, the 
   if (analyze.status === 0) {
     const tmpUnits = await mkdtemp(join(tmpdir(), 'regatta-units-'))
     t.teardown(() => rm(tmpUnits, { recursive: true, force: true }))
-    const instances = { 'regatta-master@.service': 'regatta-master@m1.service', 'nats-server@.service': 'nats-server@n1.service', 'regatta-agent.service': 'regatta-agent.service' }
+    const instances = { 'regatta-master@.service': 'regatta-master@m1.service', 'regatta-ci@.service': 'regatta-ci@1.service', 'nats-server@.service': 'nats-server@n1.service', 'regatta-agent.service': 'regatta-agent.service' }
     for (const [src, dst] of Object.entries(instances)) await writeFile(join(tmpUnits, dst), await readFile(join(dir, src)))
     const r = spawnSync('systemd-analyze', ['verify', ...Object.values(instances).map((u) => join(tmpUnits, u))], { encoding: 'utf8' })
     const complaints = `${r.stdout}${r.stderr}`.split('\n').filter((l) => /unknown|invalid|failed|bad|ignoring/i.test(l))
@@ -336,7 +444,7 @@ t.test('Checks the systemd units: regatta flags that exist, Restart=always, the 
 
 // ---- Kubernetes --------------------------------------------------------------------------
 
-t.test('Checks the Kubernetes manifests: NATS StatefulSet of 3 with JetStream, 3 masters with a Service on 5050, agents DaemonSet with the Docker socket', async (t) => {
+t.test('Checks the Kubernetes manifests: NATS StatefulSet of 3 with JetStream and the users block, 3 masters with a Service on 5050, agents DaemonSet with the Docker socket and per-node NATS users, CI Deployment of 2 with a Service on 8080, secrets from Secrets', async (t) => {
   const dir = join(DEPLOY, 'kubernetes')
   const docs: Obj[] = []
   for (const f of (await readdir(dir)).filter((f) => /\.ya?ml$/.test(f)).sort()) {
@@ -387,6 +495,11 @@ t.test('Checks the Kubernetes manifests: NATS StatefulSet of 3 with JetStream, 3
       if (String(c.image).startsWith('regatta:')) {
         const envMap = new Map((c.env ? arr(c.env, 'env') : []).map((e) => [String(obj(e, 'env').name), obj(e, 'env').value]))
         t.equal(envMap.get('REGATTA_NATS_URL'), 'nats://nats-0.nats:4222,nats://nats-1.nats:4222,nats://nats-2.nats:4222', `${name}: reaches the three NATS pods`)
+        for (const e of (c.env ? arr(c.env, 'env') : []).map((e) => obj(e, 'env'))) {
+          if (!SECRET_VARS.includes(String(e.name))) continue
+          t.notOk('value' in e, `${name}: ${String(e.name)} is no literal value`)
+          t.ok(isObj(e.valueFrom) && isObj(e.valueFrom.secretKeyRef), `${name}: ${String(e.name)} comes from a Secret (secretKeyRef)`)
+        }
       }
     }
   }
@@ -415,6 +528,12 @@ t.test('Checks the Kubernetes manifests: NATS StatefulSet of 3 with JetStream, 3
   const confDir = await mkdtemp(join(tmpdir(), 'regatta-k8s-nats-'))
   t.teardown(() => rm(confDir, { recursive: true, force: true }))
   await writeFile(join(confDir, 'nats.conf'), conf)
+  t.match(conf, /^\s*include \.\/regatta-auth\.conf$/m, 'the NATS config includes the users block')
+  const natsPod = obj(obj(obj(nats.spec, 'spec').template, 'tpl').spec, 'pod')
+  const projected = arr(obj(obj(arr(natsPod.volumes, 'volumes').map((v) => obj(v, 'v')).find((v) => v.name === 'config'), 'config volume').projected, 'projected').sources, 'sources').map((x) => obj(x, 'source'))
+  t.ok(projected.some((x) => isObj(x.secret) && x.secret.name === 'regatta-nats-auth' && JSON.stringify(x.secret.items).includes('"path":"regatta-auth.conf"')), 'Secret regatta-nats-auth is projected as regatta-auth.conf beside nats.conf')
+  // checked with the placeholder users block, as the Secret would hold it
+  await writeFile(join(confDir, 'regatta-auth.conf'), await readFile(join(DEPLOY, 'nats', 'regatta-auth.conf')))
   const check = spawnSync('nats-server', ['-t', '-c', join(confDir, 'nats.conf')], { encoding: 'utf8', env: { ...process.env, POD_NAME: 'nats-0' } })
   t.equal(check.status, 0, `nats-server -t accepts the ConfigMap's nats.conf: ${check.stdout}${check.stderr}`.trim())
 
@@ -434,11 +553,108 @@ t.test('Checks the Kubernetes manifests: NATS StatefulSet of 3 with JetStream, 3
   const aflags = checkRegattaArgs(t, 'DaemonSet/regatta-agent', arr(ac.args, 'args').map(String))
   t.equal(aflags.get('--containerizer'), 'docker', 'agents use the Docker containerizer')
   const hostPaths = new Map(arr(pod.volumes, 'volumes').map((v) => obj(v, 'v')).filter((v) => v.hostPath).map((v) => [String(v.name), String(obj(v.hostPath, 'hp').path)]))
+  // the agent's shell line, run for real on a node named ip-10-0-0-7.example (Kubernetes' $$ is a $)
+  const cmd = arr(ac.command, 'agent command').map(String)
+  t.same([cmd[0], cmd[1], cmd[3]], ['/bin/sh', '-c', 'regatta'], 'the agent container runs a shell line, then regatta with its args')
+  const passwords = arr(pod.volumes, 'volumes').map((v) => obj(v, 'v')).find((v) => isObj(v.secret) && v.secret.secretName === 'regatta-agents')
+  t.ok(passwords, 'Secret regatta-agents is a volume of the agent pod')
+  const passwordsAt = String(obj(arr(ac.volumeMounts, 'mounts').map((m) => obj(m, 'm')).find((m) => m.name === passwords?.name), 'mount').mountPath)
+  const fake = await mkdtemp(join(tmpdir(), 'regatta-k8s-agent-'))
+  t.teardown(() => rm(fake, { recursive: true, force: true }))
+  const workDir = String(aflags.get('--work-dir'))
+  await writeFile(join(fake, 'ip-10-0-0-7.example'), 'pw-of-node-7')
+  // regatta is replaced by a line that shows what it would run with
+  const line = cmd[2]!.replace(/\$\$/g, '$').replaceAll(passwordsAt, fake).replaceAll(workDir, fake)
+    .replace('exec node services/cli/bin/regatta.mjs "$@"', 'echo "$REGATTA_NATS_USER $REGATTA_NATS_PASSWORD $*"')
+  const ran = spawnSync('/bin/sh', ['-c', line, 'regatta', 'agent', '--pool', 'default'], { encoding: 'utf8', env: { ...process.env, NODE_NAME: 'ip-10-0-0-7.example' } })
+  t.equal(ran.status, 0, `the agent's shell line runs: ${ran.stderr}`)
+  t.equal(ran.stdout.trim(), `agent-${idToken('ip-10-0-0-7.example')} pw-of-node-7 agent --pool default`, 'it connects as agent-<idToken(node name)> with the node\'s password from the Secret')
+  t.equal((await readFile(join(fake, 'agent-id'), 'utf8')).trim(), 'ip-10-0-0-7.example', 'and the agent id is the node name')
+  const missing = spawnSync('/bin/sh', ['-c', line, 'regatta', 'agent'], { encoding: 'utf8', env: { ...process.env, NODE_NAME: 'other-node' } })
+  t.not(missing.status, 0, 'a node without a password in the Secret does not start')
+  t.match(missing.stderr, /no NATS password for agent other-node/, 'and says why in one line')
   t.equal(hostPaths.get('docker-sock'), '/var/run/docker.sock', 'the host Docker socket is mounted')
   for (const m of arr(ac.volumeMounts, 'mounts').map((m) => obj(m, 'm'))) {
     const host = hostPaths.get(String(m.name))
     if (host) t.equal(m.mountPath, host, `hostPath ${host} is mounted at the same path (the engine resolves paths on the host)`)
   }
+
+  // CI: a Deployment of 2, flags that exist, a Service on 8080, probes on /health (public)
+  const ci = find('Deployment', 'regatta-ci')
+  t.equal(obj(ci.spec, 'spec').replicas, 2, 'CI Deployment of 2 replicas')
+  const cc = obj(arr(obj(obj(obj(ci.spec, 'spec').template, 'tpl').spec, 'pod').containers, 'containers')[0], 'ci container')
+  const cflags = checkRegattaArgs(t, 'Deployment/regatta-ci', arr(cc.args, 'args').map(String))
+  t.equal(cflags.get('--replicas'), '3', 'CI: --replicas 3')
+  t.equal(cflags.get('--http'), '0.0.0.0:8080', 'CI: HTTP on 8080')
+  for (const probe of ['readinessProbe', 'livenessProbe']) {
+    const g = obj(obj(cc[probe], probe).httpGet, `${probe}.httpGet`)
+    t.equal(g.path, '/health', `CI ${probe} asks /health (no token needed)`)
+  }
+  const ciSvc = find('Service', 'regatta-ci')
+  t.ok(arr(obj(ciSvc.spec, 'spec').ports, 'ports').some((p) => obj(p, 'port').port === 8080), 'Service regatta-ci serves webhooks and the runs UI on 8080')
+  const ciEnv = new Map(arr(cc.env, 'env').map((e) => obj(e, 'env')).map((e) => [String(e.name), e]))
+  for (const v of ['REGATTA_NATS_USER', 'REGATTA_NATS_PASSWORD', 'REGATTA_OPERATOR_TOKEN', 'REGATTA_READ_TOKEN', 'REGATTA_WEBHOOK_SECRET', 'REGATTA_SECRETS_KEY']) {
+    const ref = ciEnv.get(v)?.valueFrom
+    t.ok(isObj(ref) && isObj(ref.secretKeyRef) && ref.secretKeyRef.name === 'regatta-ci' && ref.secretKeyRef.key === v, `CI: ${v} from Secret regatta-ci, key ${v} (as make-secrets.ts's ci.env names it)`)
+  }
+  const mEnv = new Map(arr(mc.env, 'env').map((e) => obj(e, 'env')).map((e) => [String(e.name), e]))
+  for (const v of ['REGATTA_NATS_USER', 'REGATTA_NATS_PASSWORD', 'REGATTA_OPERATOR_TOKEN', 'REGATTA_READ_TOKEN']) {
+    const ref = mEnv.get(v)?.valueFrom
+    t.ok(isObj(ref) && isObj(ref.secretKeyRef) && ref.secretKeyRef.name === 'regatta-master' && ref.secretKeyRef.key === v, `masters: ${v} from Secret regatta-master, key ${v}`)
+  }
+  // the Secrets are made from make-secrets.ts's env files (kubectl create secret --from-env-file): the keys exist there
+  const secrets = await madeSecrets()
+  for (const [file, env] of [['ci.env', ciEnv], ['master.env', mEnv]] as const) {
+    const vars = parseEnv(await readFile(join(secrets, file), 'utf8'))
+    for (const [name, e] of env) {
+      const ref = isObj(e.valueFrom) && isObj(e.valueFrom.secretKeyRef) ? e.valueFrom.secretKeyRef : undefined
+      if (ref && ref.optional !== true) t.ok(vars.has(String(ref.key)), `${file} has ${String(ref.key)}, which a secretKeyRef names`)
+    }
+  }
+})
+
+// ---- NATS users and secrets ----------------------------------------------------------------
+
+t.test('Checks that regatta-auth.conf has a NATS user for every component (placeholder passwords only), and that nothing in deploy/ holds a literal secret', async (t) => {
+  const committed = await readFile(join(DEPLOY, 'nats', 'regatta-auth.conf'), 'utf8')
+  const users = authUsers(committed)
+  for (const u of ['master', 'ci', 'agent-host1', 'agent-host2', 'scaler', 'operator']) t.ok(users.has(u), `regatta-auth.conf declares user ${u}`)
+  t.match(committed, new RegExp(`# ci ${CI_FRAMEWORK_ID}\\n {4}\\{ user: "ci"`), `user ci acts as framework ${CI_FRAMEWORK_ID}, the CI service's id`)
+  for (const [u, pw] of users) t.equal(pw, `CHANGE-ME-${u}`, `${u}: the committed password is the placeholder CHANGE-ME-${u}`)
+  // it is what make-secrets.ts --placeholders writes (so it carries today's permissions)
+  const dir = await mkdtemp(join(tmpdir(), 'regatta-deploy-ph-'))
+  t.teardown(() => rm(dir, { recursive: true, force: true }))
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(DEPLOY, 'make-secrets.ts'), '--placeholders', '--out', dir], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+  t.equal(r.status, 0, `make-secrets.ts --placeholders runs: ${r.stderr}`)
+  t.equal(committed, await readFile(join(dir, 'regatta-auth.conf'), 'utf8'), 'deploy/nats/regatta-auth.conf is what make-secrets.ts --placeholders writes')
+
+  // what make-secrets.ts writes: private files, every env file's user in its block
+  const secrets = await madeSecrets()
+  const made = authUsers(await readFile(join(secrets, 'regatta-auth.conf'), 'utf8'))
+  t.same([...made.keys()].sort(), [...users.keys()].sort(), 'make-secrets.ts makes the same users')
+  t.ok([...made.values()].every((p) => /^[0-9a-f]{64}$/.test(p)) && new Set(made.values()).size === made.size, 'each with its own random password')
+  const { stat } = await import('node:fs/promises')
+  t.equal((await stat(secrets)).mode & 0o777, 0o700, 'the secrets directory is 0700')
+  for (const f of (await readdir(secrets)).filter((f) => f.endsWith('.env') || f.endsWith('.conf'))) {
+    t.equal((await stat(join(secrets, f))).mode & 0o777, 0o600, `${f} is 0600`)
+  }
+  const again = spawnSync(process.execPath, ['--import', 'tsx', join(DEPLOY, 'make-secrets.ts'), '--out', secrets], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+  t.equal(again.status, 1, 'a second run into the same directory refuses to replace secrets in use')
+  t.match(again.stderr, /already holds .*never replaced/, 'and says so')
+
+  // no file of the shapes assigns a secret variable anything but a placeholder
+  for (const f of allFiles) {
+    const rel = relative(DEPLOY, f)
+    if (rel === 'make-secrets.ts' || rel === 'README.md') continue
+    const text = await readFile(f, 'utf8')
+    for (const v of SECRET_VARS) {
+      for (const m of text.matchAll(new RegExp(`^[^#\\n]*\\b${v}\\s*[=:]\\s*["']?([^"'\\s,}$<][^"'\\s,}]*)`, 'gm'))) {
+        t.fail(`${rel}: ${v} is given a literal value (${m[1]!.slice(0, 4)}...): take it from an env file or a Secret`)
+      }
+    }
+    for (const m of text.matchAll(/password: "([^"]*)"/g)) t.match(m[1]!, /^CHANGE-ME-/, `${rel}: NATS password ${m[1]} is a placeholder`)
+  }
+  t.pass('no literal secret value in deploy/ (values are env file or Secret references, or shell variables)')
 })
 
 // ---- a real NATS cluster from deploy/nats/*.conf -------------------------------------------
@@ -489,6 +705,11 @@ t.test('Checks that deploy/nats/n1..n3.conf form a real 3-node JetStream cluster
   }
   const byName = new Map(nodes.map((n) => [n.name, n]))
 
+  // the users block with real passwords, as make-secrets.ts writes it, beside the configs (they include it)
+  const secrets = await madeSecrets()
+  const authText = await readFile(join(secrets, 'regatta-auth.conf'), 'utf8')
+  await writeFile(join(base, 'regatta-auth.conf'), authText)
+  const users = authUsers(authText)
   for (const n of nodes) {
     const file = join(DEPLOY, 'nats', `${n.name}.conf`)
     const original = await readFile(file, 'utf8')
@@ -496,6 +717,7 @@ t.test('Checks that deploy/nats/n1..n3.conf form a real 3-node JetStream cluster
     const check = spawnSync('nats-server', ['-t', '-c', file], { encoding: 'utf8' })
     t.equal(check.status, 0, `nats-server -t accepts deploy/nats/${n.name}.conf: ${check.stdout}${check.stderr}`.trim())
     t.match(original, new RegExp(`^server_name: ${n.name}$`, 'm'), `${n.name}.conf: server_name ${n.name}`)
+    t.match(original, /^include \.\/regatta-auth\.conf$/m, `${n.name}.conf: includes the users block`)
     t.match(original, /^\s+max_file_store: \S+$/m, `${n.name}.conf: a JetStream file store limit`)
     t.match(original, /^\s+max_memory_store: \S+$/m, `${n.name}.conf: a JetStream memory store limit`)
 
@@ -546,7 +768,19 @@ t.test('Checks that deploy/nats/n1..n3.conf form a real 3-node JetStream cluster
     t.equal((await monitor(n, '/healthz?js-enabled-only=true')).status, 200, `${n.name}: /healthz?js-enabled-only=true answers 200`)
   }
 
-  nc = await connect({ servers: nodes.map((n) => `nats://127.0.0.1:${n.client}`), name: 'deploy-test', maxReconnectAttempts: -1, reconnectTimeWait: 100 })
+  const servers = nodes.map((n) => `nats://127.0.0.1:${n.client}`)
+  // the nodes take only the users of the block: no anonymous client, no wrong password
+  const anonymous = await connect({ servers, name: 'deploy-test-anonymous', maxReconnectAttempts: 0 }).then((c) => c.close().then(() => 'connected'), (err: Error) => err.message)
+  t.match(anonymous, /Authorization Violation/i, `an anonymous client is refused (${anonymous})`)
+  const wrong = await connect({ servers, user: 'master', pass: 'CHANGE-ME-master', maxReconnectAttempts: 0 }).then((c) => c.close().then(() => 'connected'), (err: Error) => err.message)
+  t.match(wrong, /Authorization Violation/i, 'the placeholder password is refused by a cluster running the made block')
+  // an agent user connects (and may publish its own status updates)
+  const agentNc = await connect({ servers, user: 'agent-host1', pass: users.get('agent-host1')!, inboxPrefix: '_INBOX.agent-host1', maxReconnectAttempts: 0 })
+  await agentNc.flush()
+  t.pass('agent-host1 connects with the password make-secrets.ts gave it')
+  await agentNc.close()
+  // the master user (all subjects) runs the JetStream part below
+  nc = await connect({ servers, user: 'master', pass: users.get('master')!, name: 'deploy-test', maxReconnectAttempts: -1, reconnectTimeWait: 100 })
   const jsm = await nc.jetstreamManager()
   const bucket = 'deploy-test'
   const kv = await waitFor('an R3 KV bucket', 20_000, async () => nc!.jetstream().views.kv(bucket, { replicas: 3, history: 1 }))
