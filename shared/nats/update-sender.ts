@@ -76,6 +76,11 @@ export class StatusUpdateSender {
           this.log.warn({ err: (err as Error).message, subject, updates: batch.length }, 'status updates not stored yet; retrying')
           await new Promise((r) => setTimeout(r, delay))
           delay = Math.min(delay * 2, 5_000)
+          // closed while waiting: no further attempt (a deposed master's update must not land late)
+          if (this.stopped) {
+            for (const b of batch) b.reject(new RegattaError('NO_RESPONDERS', 'status update sender closed'))
+            break
+          }
         }
       }
     }

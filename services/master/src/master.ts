@@ -95,7 +95,8 @@ export class Master {
   private readonly nc: NatsConnection
   private readonly js: JetStreamClient
   private readonly publisher: JetStreamPublisher
-  private readonly sender: StatusUpdateSender
+  /** The master's own updates of this term; replaced on stepping down (see stepDown). */
+  private sender: StatusUpdateSender
   private readonly log: Logger
   private readonly clock: Clock
   private readonly lease: LeaderLease
@@ -179,9 +180,10 @@ export class Master {
 
   async stop(): Promise<void> {
     this.stopped = true
+    // what this term decided is stored (bounded) while it still leads, before another may
+    await this.sender.close(2_000)
     await this.lease.resign()
     this.stepDown('stopped')
-    await this.sender.close(2_000)
     this.publisher.close()
   }
 
@@ -301,6 +303,12 @@ export class Master {
     this.allocationTimer = undefined
     void this.updates?.close()
     this.updates = undefined
+    // A deposed master publishes nothing more: its updates still waiting to be stored (a GONE
+    // decided while cut off from the cluster, say) are dropped, not retried until they land
+    // after the new leader has taken over. The new leader works out each task's state itself.
+    const old = this.sender
+    this.sender = new StatusUpdateSender(this.publisher, this.o.logger)
+    void old.close(0)
   }
 
   // ---- agents -----------------------------------------------------------------------------
