@@ -201,7 +201,14 @@ export class CiService {
     this.lease = new LeaderLease({
       nc: this.nc, bucket: Buckets.ciLeader, ttlMs: this.o.leaseTtlMs ?? 5_000, holderId: this.id, replicas: this.o.replicas ?? 1,
       logger: this.log, clock: this.clock,
-      onElected: () => { this.leading = this.lead().catch((err: Error) => this.log.error({ err: err.message }, 'could not take the CI lead')) },
+      onElected: () => {
+        this.leading = this.lead().catch((err: Error) => {
+          // Holding the lease without leading would block every replica: step down, so that this
+          // replica (or another) tries again once the lease lapses.
+          this.log.error({ err: err.message }, 'could not take the CI lead; stepping down')
+          this.lease?.demote(`could not take the lead: ${err.message}`)
+        })
+      },
       onDemoted: (why) => { void this.standBy(why) },
     })
     await this.lease.start()
@@ -212,6 +219,7 @@ export class CiService {
     this.log.info({ id: this.id }, 'this CI replica leads: resuming runs')
     await this.resumeRuns()
     await this.volumeLedger?.load().catch((err: Error) => this.log.warn({ err: err.message }, 'cannot read when cache volumes were last used'))
+    if (!this.lease?.isLeader) throw new RegattaError('NOT_LEADER', 'the CI lease lapsed while the runs were read')
     const sched = new Scheduler({
       nc: this.nc,
       framework: { id: CI_FRAMEWORK_ID, name: 'regatta-ci', roles: CI_ROLES, revocable: true, failoverTimeoutMs: 3_600_000 },
@@ -238,7 +246,7 @@ export class CiService {
   /** Lost the lease: stop acting at once; what the runs reached is in KV for the next holder. */
   private async standBy(why: string): Promise<void> {
     const sched = this.sched
-    if (!sched) return
+    // also after a lead that failed half way: runs it resumed are dropped (KV keeps them)
     this.log.warn({ id: this.id, why }, 'this CI replica no longer leads')
     this.sched = undefined
     this.reconcileTimer?.cancel()
@@ -248,7 +256,7 @@ export class CiService {
     this.runs.clear()
     this.waiting.clear()
     this.tasks.clear()
-    await sched.stop().catch(() => undefined)
+    await sched?.stop().catch(() => undefined)
   }
 
   /**

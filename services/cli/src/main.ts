@@ -124,6 +124,7 @@ program.command('master')
 program.command('agent')
   .description('run one build agent')
   .addOption(natsOption())
+  .option('--id <id>', 'the agent\'s id, also its NATS user\'s (env REGATTA_AGENT_ID; default: kept in the work dir, made from the host name once)')
   .option('--pool <name>', 'pool the agent belongs to', 'default')
   .option('--resources <spec>', 'e.g. "cpus:2;mem:4096;disk:20000;ports:[31000-32000]" (default: detected)')
   .option('--attributes <spec>', 'e.g. "os:linux;arch:amd64"')
@@ -139,21 +140,30 @@ program.command('agent')
   .option('--disk-budget <mib>', 'most MiB the task sandboxes may take; kept sandboxes of ended tasks are evicted least recently used first (default: the agent\'s disk resource)')
   .option('--sandbox-retention <duration>', 'how long an ended task\'s sandbox is kept (default 10m; 0: removed at once)')
   .action(async (opts: {
-    nats?: string; pool: string; resources?: string; attributes?: string; containerizer?: 'docker' | 'process'; workDir: string; defaultImage: string
+    nats?: string; id?: string; pool: string; resources?: string; attributes?: string; containerizer?: 'docker' | 'process'; workDir: string; defaultImage: string
     oversubscribe?: boolean; revocableMargin?: string; qosInterval?: string; qosMinFreeMem?: string; qosMaxCpuBusy?: string
     reapInterval?: string; diskBudget?: string; sandboxRetention?: string
   }) => {
     const { runAgent, oversubscriptionFromFlags, diskFromFlags } = await import('../../agent/src/main.js')
     const oversubscription = oversubscriptionFromFlags(opts)
     const disk = diskFromFlags(opts)
+    const id = agentIdArg(opts.id, process.env.REGATTA_AGENT_ID)
     await serveUntilSignal(() => runAgent({
-      natsUrl: natsUrl(opts.nats), pool: opts.pool, workDir: opts.workDir, defaultImage: opts.defaultImage, disk,
+      natsUrl: natsUrl(opts.nats), pool: opts.pool, workDir: opts.workDir, defaultImage: opts.defaultImage, disk, ...(id ? { id } : {}),
       ...(oversubscription ? { oversubscription } : {}),
       ...(opts.resources ? { resources: opts.resources } : {}),
       ...(opts.attributes ? { attributes: opts.attributes } : {}),
       ...(opts.containerizer ? { containerizer: opts.containerizer } : {}),
     }))
   })
+
+/** `--id`, else REGATTA_AGENT_ID: letters, digits, `.`, `_` and `-` (it names NATS subjects and users). */
+function agentIdArg(flag: string | undefined, env: string | undefined): string | undefined {
+  const [value, where] = flag !== undefined ? [flag, '--id'] : [env, 'REGATTA_AGENT_ID']
+  if (value === undefined || value === '') return undefined
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(value)) throw new RegattaError('INVALID_CONFIG', `${where}: "${value.slice(0, 80)}" is not an agent id (1 to 64 of letters, digits, . _ -)`)
+  return value
+}
 
 program.command('exec')
   .description('run one task on the cluster, stream its output, exit with its exit code')
@@ -322,12 +332,13 @@ program.command('ci')
   .option('--replicas <n>', 'JetStream KV replicas (3 on a 3- or 5-node NATS cluster)', '1')
   .option('--no-cancel-superseded', 'keep older runs of a branch or pull request running when a newer push arrives (env REGATTA_CANCEL_SUPERSEDED=false)')
   .option('--github-poll-interval <duration>', 'how often GitHub is asked for branch heads and pull requests that no webhook announced; 0 or off: never (env REGATTA_GITHUB_POLL_INTERVAL, default 60s)')
+  .option('--lease-ttl <duration>', 'CI lease TTL: one replica runs the framework; another takes over about this long after it dies (10s or more on a NATS cluster)', '5s')
   .option('--reconcile-interval <duration>', 'how often jobs launched but not started are asked about, and after how long (env REGATTA_RECONCILE_INTERVAL, default 60s)')
   .option('--cache-volume-ttl <duration>', 'destroy cache volumes unused for this long; 0 or off: never (env REGATTA_CACHE_VOLUME_TTL, default 7d)')
   .option('--repo-weights <list>', 'weights of the fair share between repositories, owner/repo=2,... (env REGATTA_REPO_WEIGHTS, default 1 each)')
   .addOption(httpCertOption())
   .addOption(httpKeyOption())
-  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string; reconcileInterval?: string; cacheVolumeTtl?: string; repoWeights?: string; httpCert?: string; httpKey?: string }) => {
+  .action(async (opts: { nats?: string; http: string; publicUrl?: string; replicas: string; cancelSuperseded: boolean; githubPollInterval?: string; leaseTtl: string; reconcileInterval?: string; cacheVolumeTtl?: string; repoWeights?: string; httpCert?: string; httpKey?: string }) => {
     const { runCi, ciEnv, pollInterval, reconcileInterval, cacheVolumeTtl } = await import('../../ci/src/main.js')
     const { parseRepoWeights } = await import('../../ci/src/placement.js')
     const env = ciEnv()
@@ -336,6 +347,8 @@ program.command('ci')
     if (opts.reconcileInterval !== undefined) env.reconcileIntervalMs = reconcileInterval(opts.reconcileInterval, '--reconcile-interval')
     if (opts.cacheVolumeTtl !== undefined) env.cacheVolumeTtlMs = cacheVolumeTtl(opts.cacheVolumeTtl, '--cache-volume-ttl')
     if (opts.repoWeights !== undefined) env.repoWeights = parseRepoWeights(opts.repoWeights, '--repo-weights')
+    const leaseTtlMs = parseDuration(opts.leaseTtl, '--lease-ttl')
+    if (leaseTtlMs < 500) throw new RegattaError('INVALID_CONFIG', `--lease-ttl: "${opts.leaseTtl}" is too short (at least 500ms)`)
     // the flag, when given, wins over the environment
     if (!opts.cancelSuperseded) env.cancelSuperseded = false
     const publicUrl = opts.publicUrl ?? env.publicUrl
@@ -347,7 +360,7 @@ program.command('ci')
     const replicas = parseIntArg(opts.replicas, '--replicas', 1, 5)
     const { assertListenable } = await import('./ports.js')
     await assertListenable(http, '--http')
-    await serveUntilSignal(() => runCi({ natsUrl: nats, http, replicas, ...env, ...(publicUrl ? { publicUrl } : {}), ...(tls ? { tls } : {}) }))
+    await serveUntilSignal(() => runCi({ natsUrl: nats, http, replicas, leaseTtlMs, ...env, ...(publicUrl ? { publicUrl } : {}), ...(tls ? { tls } : {}) }))
   })
 
 const secrets = program.command('secrets').description('repository secrets, sealed by the CI service (values from stdin, never shown)')

@@ -277,6 +277,7 @@ t.test('Checks that bad arguments exit 2 with a one-line message', async (t) => 
     [['ci', '--repo-weights', 'acme/web=0'], /--repo-weights/],
     [['ci', '--reconcile-interval', 'soon'], /--reconcile-interval: "soon" is not a duration/],
     [['ci', '--cache-volume-ttl', 'x'], /--cache-volume-ttl/],
+    [['ci', '--lease-ttl', '100ms'], /--lease-ttl: "100ms" is too short/],
   ]
   for (const [args, reason] of cases) {
     const r = await regatta(args)

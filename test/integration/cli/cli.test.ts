@@ -198,3 +198,20 @@ t.test('Checks that `regatta dev` comes up, runs `regatta exec`, serves the stat
     try { process.kill(pid, 0); return false } catch { return true }
   }), 5_000).then(() => t.pass('no child process left'), () => t.fail(`children still running: ${children.join(' ')}`))
 })
+
+t.test('Checks that `regatta agent --id` (or REGATTA_AGENT_ID) names the agent, and a bad id exits 2 with one line', async (t) => {
+  const { startAgentProcess } = await import('../../helpers/processes.js')
+  const workDir = await mkdtemp(join(tmpdir(), 'regatta-cli-agent-id-'))
+  t.teardown(() => rm(workDir, { recursive: true, force: true }))
+  const agent = await startAgentProcess({ natsUrl: cluster.nats.url, workDir, containerizer: 'process', resources: 'cpus:1;mem:256;disk:100', extraArgs: ['--id', 'host-7.rack_2'] })
+  t.teardown(() => agent.stop(3_000))
+  t.equal(agent.agentId, 'host-7.rack_2', 'the agent runs under the id given')
+  await waitUntil('the master to list it', () => cluster.masters[0]!.state().agents.some((a) => a.id === 'host-7.rack_2' && a.state === 'active'), 10_000)
+  t.pass('the master lists it, active')
+  for (const [args, reason] of [[['agent', '--id', 'a b'], /^regatta: --id: "a b" is not an agent id/], [['agent', '--id', 'x'.repeat(65)], /--id/]] as const) {
+    const r = await regatta([...args, '--nats', cluster.nats.url])
+    t.equal(r.code, 2, `${args.join(' ')}: exit 2`)
+    t.equal(lines(r.stderr).length, 1)
+    t.match(r.stderr, reason)
+  }
+})
