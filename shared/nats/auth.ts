@@ -205,12 +205,17 @@ export function tlsConfig(t: NatsTlsFiles): string {
   ].join('\n')
 }
 
+/** The NATS user of one agent: `agent-<idToken(id)>`, allowed to act only as that agent. */
+export function agentUser(id: string, password = randomPassword()): NatsUser {
+  return { user: `agent-${idToken(id)}`, password, role: 'agent', id }
+}
+
 /** Users for a `regatta dev`-like set-up: one per component, each with a random password. */
 export function devUsers(o: { agentIds: string[]; frameworkIds?: string[]; ciFrameworkId?: string; password?: () => string }): NatsUser[] {
   const pw = o.password ?? randomPassword
   return [
     { user: 'master', password: pw(), role: 'master' },
-    ...o.agentIds.map((id) => ({ user: `agent-${idToken(id)}`, password: pw(), role: 'agent' as const, id })),
+    ...o.agentIds.map((id) => agentUser(id, pw())),
     ...(o.frameworkIds ?? []).map((id) => ({ user: `framework-${idToken(id)}`, password: pw(), role: 'framework' as const, id })),
     ...(o.ciFrameworkId ? [{ user: 'ci', password: pw(), role: 'ci' as const, id: o.ciFrameworkId }] : []),
     { user: 'scaler', password: pw(), role: 'scaler' },

@@ -4,8 +4,9 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { spawnNatsServer } from '../../../shared/nats/server.js'
-import { authorizationConfig, devUsers, type NatsUser } from '../../../shared/nats/auth.js'
+import { connect } from 'nats'
+import { spawnNatsServer, type LocalNatsServer } from '../../../shared/nats/server.js'
+import { agentUser, authorizationConfig, devUsers, type NatsUser } from '../../../shared/nats/auth.js'
 import { httpAuthFrom, type HttpTls } from '../../../shared/http/index.js'
 import { CI_FRAMEWORK_ID } from '../../ci/src/service.js'
 import { RegattaError } from '../../../shared/errors/index.js'
@@ -14,6 +15,7 @@ import { runMaster } from '../../master/src/main.js'
 import { runAgent } from '../../agent/src/main.js'
 import { ciEnv, runCi } from '../../ci/src/main.js'
 import { runScaler } from '../../scaler/src/main.js'
+import type { AgentNats } from '../../scaler/src/providers/process.js'
 import { assertListenable } from './ports.js'
 import { newSecretsKey, parseSecretsKey } from '../../../shared/secrets/index.js'
 import { checkTokenText } from '../../../shared/http/index.js'
@@ -70,6 +72,44 @@ export async function devNatsAuth(dataDir: string): Promise<{ users: NatsUser[];
   const configFile = join(dataDir, 'nats.conf')
   await writeFile(configFile, authorizationConfig(users), { mode: 0o600 })
   return { users, configFile, usersFile }
+}
+
+/**
+ * Users for the agents the scaler starts under `--nats-auth`: a new agent id gets a user of its
+ * own, written to the users file and the config, which nats-server then reloads (SIGHUP); the
+ * credentials are handed out once the user can connect. One at a time.
+ */
+function scaledAgentUsers(auth: { users: NatsUser[]; configFile: string; usersFile: string }, nats: LocalNatsServer): AgentNats {
+  let queue: Promise<unknown> = Promise.resolve()
+  const make = async (agentId: string): Promise<{ user: string; password: string }> => {
+    let u = auth.users.find((x) => x.role === 'agent' && x.id === agentId)
+    if (!u) {
+      u = agentUser(agentId)
+      auth.users.push(u)
+      await writeFile(auth.usersFile, `${JSON.stringify({ users: auth.users }, null, 2)}\n`, { mode: 0o600 })
+      await writeFile(auth.configFile, authorizationConfig(auth.users), { mode: 0o600 })
+      nats.process.kill('SIGHUP')
+      const deadline = Date.now() + 10_000
+      for (;;) {
+        try {
+          await (await connect({ servers: nats.url, user: u.user, pass: u.password, reconnect: false })).close()
+          break
+        } catch (err) {
+          if (Date.now() > deadline) throw new RegattaError('PROVIDER_FAILED', `nats-server did not take the new user ${u.user}: ${(err as Error).message}`)
+          await new Promise((r) => setTimeout(r, 100))
+        }
+      }
+    }
+    return { user: u.user, password: u.password }
+  }
+  return {
+    url: nats.url,
+    credentials: (agentId) => {
+      const next = queue.then(() => make(agentId))
+      queue = next.catch(() => undefined)
+      return next
+    },
+  }
 }
 
 /** The URL with one user's credentials in it (connectNats takes them out). */
@@ -139,6 +179,8 @@ export async function runDev(o: DevOptions): Promise<{ stop(): Promise<void> }> 
     // agents it starts use the same containerizer as the agent above, and end with `regatta dev`
     const scaler = await runScaler({
       natsUrl: urlAs(nats.url, users, 'scaler'), dataDir: join(dataDir, 'scaler'), providers: ['process'], logger: createLogger('scaler'), stopInstancesOnExit: true,
+      // with --nats-auth, each agent it starts has a NATS user of its own
+      ...(auth ? { agentNats: scaledAgentUsers(auth, nats) } : {}),
       ...(o.containerizer ? { agentContainerizer: o.containerizer } : {}),
     })
     started.push(() => scaler.stop())

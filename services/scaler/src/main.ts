@@ -4,7 +4,7 @@ import { connectNats } from '../../../shared/nats/index.js'
 import { createLogger, type Logger } from '../../../shared/log/index.js'
 import type { PolicyConfig } from './policy.js'
 import { Scaler } from './scaler.js'
-import { ProcessProvider } from './providers/process.js'
+import { ProcessProvider, type AgentNats } from './providers/process.js'
 import { DockerProvider } from './providers/docker.js'
 import type { Provider } from './providers/types.js'
 
@@ -30,6 +30,8 @@ export interface ScalerRunOptions {
   id?: string
   /** Stop the agents the process provider started when the scaler stops (`regatta dev`); by default they keep running. */
   stopInstancesOnExit?: boolean
+  /** A NATS user of its own for each agent the process provider starts (`regatta dev --nats-auth`). */
+  agentNats?: AgentNats
 }
 
 export interface RunningScaler {
@@ -48,7 +50,7 @@ export async function runScaler(o: ScalerRunOptions): Promise<RunningScaler> {
   }
   const kinds = o.providers ?? ['process', 'docker']
   const providers: Provider[] = []
-  const processProvider = kinds.includes('process') ? new ProcessProvider({ ...common, baseDir: join(dataDir, 'process') }) : undefined
+  const processProvider = kinds.includes('process') ? new ProcessProvider({ ...common, baseDir: join(dataDir, 'process'), ...(o.agentNats ? { agentNats: o.agentNats } : {}) }) : undefined
   if (processProvider) providers.push(processProvider)
   if (kinds.includes('docker')) {
     providers.push(new DockerProvider({

@@ -10,6 +10,7 @@ import type { AgentView } from '../../../shared/protocol/index.js'
 import { freePort } from '../../helpers/nats-server.js'
 import { REGATTA_BIN, regatta } from '../../helpers/cli.js'
 import { waitUntil } from '../../helpers/wait.js'
+import type { TapTest } from '../../helpers/tap-types.js'
 
 /** Pids of processes whose command line mentions `text`. */
 async function processesWith(text: string): Promise<number[]> {
@@ -22,13 +23,15 @@ async function processesWith(text: string): Promise<number[]> {
   return out
 }
 
-t.test('Checks that regatta dev starts pool agents through its scaler and stops them when it ends', async (t) => {
+interface Dev { nats: string; data: string; out: () => string; dev: ChildProcess; exited: Promise<number | null> }
+
+async function startDev(t: TapTest, extra: string[] = []): Promise<Dev> {
   const natsPort = await freePort()
   const nats = `nats://127.0.0.1:${natsPort}`
   const data = await mkdtemp(join(tmpdir(), 'regatta-dev-scaler-'))
   const dev: ChildProcess = spawn(process.execPath, [
     REGATTA_BIN, 'dev', '--nats-port', String(natsPort), '--master-port', String(await freePort()), '--ci-port', String(await freePort()),
-    '--data', data, '--containerizer', 'process',
+    '--data', data, '--containerizer', 'process', ...extra,
   ], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, REGATTA_LOG_LEVEL: 'warn' } })
   let out = ''
   dev.stdout!.on('data', (d: Buffer) => { out += d.toString() })
@@ -45,7 +48,12 @@ t.test('Checks that regatta dev starts pool agents through its scaler and stops 
     await rm(data, { recursive: true, force: true, maxRetries: 5 })
   })
   await waitUntil('the banner', () => out.includes('Regatta is running') || dev.exitCode !== null, 60_000, 50)
-  t.match(out, /scaler\s+process provider/, 'the banner names the scaler')
+  return { nats, data, out: () => out, dev, exited }
+}
+
+t.test('Checks that regatta dev starts pool agents through its scaler and stops them when it ends', async (t) => {
+  const { nats, data, out, dev, exited } = await startDev(t)
+  t.match(out(), /scaler\s+process provider/, 'the banner names the scaler')
 
   const set = await regatta(['pool', 'set', 'elastic', '--min', '1', '--max', '2', '--wait', '--timeout', '40s', '--nats', nats], { timeoutMs: 50_000 })
   t.equal(set.code, 0, set.stderr)
@@ -61,4 +69,24 @@ t.test('Checks that regatta dev starts pool agents through its scaler and stops 
   t.equal(await exited, 0, 'regatta dev ends cleanly')
   await waitUntil('the pool agent to end', async () => (await processesWith(`instance:${instance}`)).length === 0, 15_000)
     .then(() => t.pass('the pool agent ended with regatta dev'), () => t.fail('the pool agent still runs'))
+})
+
+t.test('Checks that with --nats-auth each agent the scaler starts has a NATS user of its own, its id, and no password on its command line', async (t) => {
+  const { nats, data } = await startDev(t, ['--nats-auth'])
+  const usersOf = async (): Promise<Array<{ user: string; password: string; role: string; id?: string }>> =>
+    (JSON.parse(await readFile(join(data, 'nats-auth.json'), 'utf8')) as { users: Array<{ user: string; password: string; role: string; id?: string }> }).users
+  const operator = (await usersOf()).find((u) => u.role === 'operator')!
+  const env = { REGATTA_NATS_USER: operator.user, REGATTA_NATS_PASSWORD: operator.password }
+  const set = await regatta(['pool', 'set', 'secure', '--min', '1', '--max', '1', '--wait', '--timeout', '40s', '--nats', nats], { timeoutMs: 50_000, env })
+  t.equal(set.code, 0, set.stderr)
+  const agents = JSON.parse((await regatta(['agents', 'ls', '--pool', 'secure', '--json', '--nats', nats], { env })).stdout) as AgentView[]
+  t.equal(agents.length, 1, 'the pool agent registered')
+  const instance = agents[0]!.attributes.instance!
+  t.equal(agents[0]!.id, instance, 'its agent id is its instance id')
+  const user = (await usersOf()).find((u) => u.role === 'agent' && u.id === instance)
+  t.ok(user, `a user of its own was made for it (${user?.user})`)
+  const [pid] = await processesWith(`instance:${instance}`)
+  const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8')
+  t.notMatch(cmdline, user!.password, 'its password is not on its command line')
+  t.notMatch(cmdline, /@127\.0\.0\.1/, 'nor any credentials in its NATS URL')
 })

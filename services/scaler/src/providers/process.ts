@@ -33,6 +33,18 @@ export interface ProcessProviderOptions {
   stopGraceMs?: number
   /** More `regatta agent` arguments. */
   extraArgs?: string[]
+  /**
+   * NATS with a user per agent (`regatta dev --nats-auth`): each agent started gets the instance
+   * id as its agent id and its own credentials (in its environment, never on its command line),
+   * from `url` (no credentials in it) instead of the scaler's own `natsUrl`.
+   */
+  agentNats?: AgentNats
+}
+
+export interface AgentNats {
+  url: string
+  /** The NATS user of this agent id, made (and usable) by the time it resolves. */
+  credentials(agentId: string): Promise<{ user: string; password: string }>
 }
 
 interface Record {
@@ -138,8 +150,10 @@ export class ProcessProvider implements Provider {
     const dir = join(this.baseDir, id)
     const workDir = join(dir, 'agent')
     await mkdir(workDir, { recursive: true })
+    const nats = this.o.agentNats
+    const creds = nats ? await nats.credentials(id) : undefined
     const args = [
-      REGATTA_BIN, 'agent', '--nats', this.o.natsUrl, '--pool', pool, '--attributes', `${INSTANCE_ATTRIBUTE}:${id}`, '--work-dir', workDir,
+      REGATTA_BIN, 'agent', '--nats', nats ? nats.url : this.o.natsUrl, ...(nats ? ['--id', id] : []), '--pool', pool, '--attributes', `${INSTANCE_ATTRIBUTE}:${id}`, '--work-dir', workDir,
       ...(this.o.containerizer ? ['--containerizer', this.o.containerizer] : []),
       ...(this.o.resources ? ['--resources', this.o.resources] : []),
       ...(this.o.extraArgs ?? []),
@@ -151,7 +165,10 @@ export class ProcessProvider implements Provider {
       // can signal the agent together with the tasks it runs as processes
       child = spawn(process.execPath, args, {
         cwd: dir, detached: true, stdio: ['ignore', log, log],
-        env: { ...process.env, REGATTA_LOG_LEVEL: this.o.logLevel ?? process.env.REGATTA_LOG_LEVEL ?? 'info' },
+        env: {
+          ...process.env, REGATTA_LOG_LEVEL: this.o.logLevel ?? process.env.REGATTA_LOG_LEVEL ?? 'info',
+          ...(creds ? { REGATTA_NATS_USER: creds.user, REGATTA_NATS_PASSWORD: creds.password } : {}),
+        },
       })
     } finally {
       closeSync(log)
