@@ -466,8 +466,12 @@ export class Master {
     this.log.warn({ taskId, frameworkId, agentId, state: t.state }, 'task start timeout: killing it and reporting it LOST')
     this.o.metrics?.taskStartTimeout()
     this.cluster.holds.push({ frameworkId, agentId, until: now + this.config.taskStartHoldMs })
-    void this.command(agentId, { type: 'KILL', epoch: this.lease.epoch, frameworkId, taskId, gracePeriodMs: 0 })
-    this.masterUpdate(t, 'LOST', REASON_TASK_START_TIMEOUT, message)
+    // the kill goes once the LOST is stored: the KILLED the agent answers with (at once, for a
+    // task still in its checkout) comes after it, and the framework hears LOST first
+    const epoch = this.lease.epoch
+    void this.masterUpdate(t, 'LOST', REASON_TASK_START_TIMEOUT, message).then(() => {
+      if (this.leading) void this.command(agentId, { type: 'KILL', epoch, frameworkId, taskId, gracePeriodMs: 0 })
+    })
   }
 
   private checkTimeouts(): void {
@@ -948,7 +952,8 @@ export class Master {
   }
 
   /** A status update the master makes itself (task dropped, agent lost...), acknowledged like any other. */
-  private masterUpdate(t: TaskEntry, state: TaskState, reason: string, message: string): void {
+  /** Applies and publishes an update of the master's own; resolves once stored (or given up). */
+  private masterUpdate(t: TaskEntry, state: TaskState, reason: string, message: string): Promise<void> {
     const status: TaskStatus = {
       taskId: t.info.taskId, frameworkId: t.info.frameworkId, agentId: t.info.agentId, state,
       uuid: randomUUID(), source: 'master', reason, message, timestamp: this.clock.now(),
@@ -956,7 +961,7 @@ export class Master {
     const wasHolding = t.holdsResources
     this.cluster.applyStatus(t, status, this.clock.now())
     if (wasHolding && !t.holdsResources) this.scheduleAllocation()
-    this.publishUpdate(status)
+    return this.publishUpdate(status)
   }
 
   private masterStatus(frameworkId: string, taskId: string, agentId: string | undefined, state: TaskState, reason: string, message: string): void {
@@ -966,8 +971,8 @@ export class Master {
     })
   }
 
-  private publishUpdate(status: TaskStatus): void {
-    this.sender.send(status).catch((err: Error) => {
+  private publishUpdate(status: TaskStatus): Promise<void> {
+    return this.sender.send(status).catch((err: Error) => {
       this.log.warn({ err: err.message, taskId: status.taskId, state: status.state }, 'a status update of the master was not stored')
     })
   }
