@@ -30,7 +30,8 @@ import { newSecretsKey } from '../shared/secrets/index.js'
 
 /** The CI service's framework id (services/ci/src/service.ts CI_FRAMEWORK_ID). */
 const CI_FRAMEWORK_ID = 'regatta-ci'
-const ID_RE = /^[A-Za-z0-9._-]{1,63}$/
+/** An agent id as `regatta agent --id` / REGATTA_AGENT_ID takes it (services/cli/src/main.ts agentIdArg). */
+const ID_RE = /^[A-Za-z0-9._-]{1,64}$/
 
 const secret = (): string => randomBytes(32).toString('hex')
 
@@ -103,7 +104,7 @@ async function main(argv: string[]): Promise<void> {
     else if (a === '--placeholders') placeholders = true
     else usage(`unknown argument ${a}`)
   }
-  for (const id of agents) if (!ID_RE.test(id)) usage(`--agents: "${id}" is not an agent id (letters, digits, '.', '_', '-'; at most 63)`)
+  for (const id of agents) if (!ID_RE.test(id)) usage(`--agents: "${id}" is not an agent id (letters, digits, '.', '_', '-'; at most 64)`)
   if (new Set(agents).size !== agents.length) usage('--agents: an id is named twice')
 
   const wrote: string[] = []

@@ -161,12 +161,68 @@ function checkRegattaArgs(t: TapTest, where: string, argv: string[]): Map<string
   return seen
 }
 
+/** A lease on a replicated bucket must outlast the ~5 s a stream stalls when its NATS leader dies. */
+function checkLeaseTtl(t: TapTest, where: string, flags: Map<string, string | true>): void {
+  const ttl = flags.get('--lease-ttl')
+  t.ok(typeof ttl === 'string' && parseDuration(ttl, '--lease-ttl') >= 10_000, `${where}: --lease-ttl (${String(ttl)}) is at least 10s on a replicated bucket`)
+}
+
 /** The master flags every production shape must use on a 3-node NATS cluster. */
 function checkMasterHa(t: TapTest, where: string, flags: Map<string, string | true>): void {
   t.equal(flags.get('--replicas'), '3', `${where}: masters use --replicas 3`)
-  const ttl = flags.get('--lease-ttl')
-  t.ok(typeof ttl === 'string' && parseDuration(ttl, '--lease-ttl') >= 10_000, `${where}: --lease-ttl (${String(ttl)}) is at least 10s on a replicated bucket`)
+  checkLeaseTtl(t, where, flags)
   t.ok(flags.has('--id'), `${where}: masters have an explicit --id`)
+}
+
+/** The CI flags every production shape must use on a 3-node NATS cluster. */
+function checkCiHa(t: TapTest, where: string, flags: Map<string, string | true>): void {
+  t.equal(flags.get('--replicas'), '3', `${where}: CI uses --replicas 3`)
+  checkLeaseTtl(t, where, flags)
+}
+
+/** The id `regatta agent` runs as: --id, else REGATTA_AGENT_ID of its environment (services/cli/src/main.ts). */
+function agentIdOf(flags: Map<string, string | true>, env: Map<string, string>): string | undefined {
+  const flag = flags.get('--id')
+  return typeof flag === 'string' ? flag : env.get('REGATTA_AGENT_ID')
+}
+
+/**
+ * What `regatta agent` itself makes of an id: it runs with `--containerizer process` against a
+ * closed loopback port, so an id it accepts gets as far as connecting to NATS (exit 1), and one
+ * it refuses stops at the argument check (exit 2).
+ */
+const cliIdVerdicts = new Map<string, { status: number | null; stderr: string }>()
+async function cliAgentIdVerdict(id: string): Promise<{ status: number | null; stderr: string }> {
+  let v = cliIdVerdicts.get(id)
+  if (!v) {
+    const work = await mkdtemp(join(tmpdir(), 'regatta-agent-id-'))
+    try {
+      const port = await freePort()
+      const r = spawnSync(process.execPath, [CLI, 'agent', '--containerizer', 'process', '--work-dir', join(work, 'w'), '--nats', `nats://127.0.0.1:${port}`], {
+        cwd: ROOT, encoding: 'utf8', timeout: 30_000, env: { ...process.env, REGATTA_AGENT_ID: id, REGATTA_NATS_URL: '', REGATTA_NATS_USER: '', REGATTA_NATS_PASSWORD: '' },
+      })
+      v = { status: r.status, stderr: r.stderr.trim() }
+    } finally {
+      await rm(work, { recursive: true, force: true })
+    }
+    cliIdVerdicts.set(id, v)
+  }
+  return v
+}
+
+/**
+ * Checks the identity an agent runs with: it has an id (no wrapper writes one into the work dir
+ * any more; without one the agent would make up an id its NATS user may not act as), the id is
+ * one `regatta agent` accepts, and its NATS user is agent-<idToken(id)> (what make-secrets.ts
+ * and shared/nats/auth.ts name it), present in the users block `auth` with `password`.
+ */
+async function checkAgentIdentity(t: TapTest, where: string, id: string | undefined, user: string | undefined, password: string | undefined, auth: Map<string, string>): Promise<void> {
+  t.ok(id, `${where}: the agent's id is set (--id or REGATTA_AGENT_ID): ${String(id)}`)
+  if (!id) return
+  const verdict = await cliAgentIdVerdict(id)
+  t.ok(verdict.status === 1 && /cannot connect to NATS/.test(verdict.stderr), `${where}: regatta agent accepts id ${id} (it goes on to connect to NATS: ${verdict.stderr})`)
+  t.equal(user, `agent-${idToken(id)}`, `${where}: its NATS user is agent-<idToken(${id})>`)
+  t.ok(user !== undefined && auth.has(user) && auth.get(user) === password, `${where}: user ${String(user)} is in regatta-auth.conf with the password the agent gets`)
 }
 
 // ---- every YAML file ---------------------------------------------------------------------
@@ -248,7 +304,7 @@ t.test('Checks the compose file: 3 NATS nodes with the users block, 3 masters, a
       t.match(health, /http:\/\/127\.0\.0\.1:\d+\/health'/, `${name}: the healthcheck asks /health (public: no token)`)
     }
     if (argv[0] === 'ci') {
-      t.equal(flags.get('--replicas'), '3', `${name}: --replicas 3`)
+      checkCiHa(t, `compose ${name}`, flags)
       t.ok((vars.get('REGATTA_WEBHOOK_SECRET') ?? '').length >= 32, `${name}: REGATTA_WEBHOOK_SECRET comes from ${envFile}`)
       t.match(vars.get('REGATTA_SECRETS_KEY') ?? '', /^[A-Za-z0-9+/]{43}=$/, `${name}: REGATTA_SECRETS_KEY (32 bytes, base64) comes from ${envFile}`)
       t.ok(arr(s.ports, `${name}.ports`).map(String).some((p) => p.endsWith(':8080')), `${name} publishes its HTTP port`)
@@ -269,26 +325,21 @@ t.test('Checks the compose file: 3 NATS nodes with the users block, 3 masters, a
       for (const p of [workDir, tmp]) {
         t.ok(volumes.includes(`${p}:${p}`), `${name} bind-mounts ${p} at the same path on the host`)
       }
-      // its own NATS user: agent-<id> for the id the entrypoint writes into the work dir
-      const id = vars.get('REGATTA_AGENT_ID') ?? ''
-      t.equal(user, `agent-${idToken(id)}`, `${name}: NATS user ${user} is the one of agent id ${id}`)
-      t.notOk(agentIds.has(id), `${name}: agent id ${id} is its own`)
-      agentIds.add(id)
-      // the entrypoint, run for real (compose's $$ is a $): it writes the id, then runs regatta
-      const entry = arr(s.entrypoint, `${name}.entrypoint`).map((x) => String(x).replace(/\$\$/g, '$'))
-      t.same(entry.slice(0, 2), ['/bin/sh', '-c'], `${name}: the entrypoint is a shell line`)
-      const fake = await mkdtemp(join(tmpdir(), 'regatta-agent-entry-'))
-      t.teardown(() => rm(fake, { recursive: true, force: true }))
-      const r = spawnSync('/bin/sh', ['-c', entry[2]!.replaceAll(workDir, fake), ...entry.slice(3), 'agent', '--help'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000, env: { ...process.env, REGATTA_AGENT_ID: id } })
-      t.equal(r.status, 0, `${name}: the entrypoint runs \`regatta agent --help\`: ${r.stderr}`)
-      t.match(r.stdout, /Usage: regatta agent/, `${name}: and it is regatta that runs`)
-      t.equal((await readFile(join(fake, 'agent-id'), 'utf8')).trim(), id, `${name}: the entrypoint wrote agent id ${id} where the agent keeps it`)
-      const none = spawnSync('/bin/sh', ['-c', entry[2]!.replaceAll(workDir, fake), ...entry.slice(3), 'agent', '--help'], { cwd: ROOT, encoding: 'utf8', env: { ...process.env, REGATTA_AGENT_ID: '' } })
-      t.not(none.status, 0, `${name}: without REGATTA_AGENT_ID the entrypoint stops (${none.stderr.trim()})`)
+      // no wrapper: the image's entrypoint (regatta) runs the command
+      t.notOk('entrypoint' in s, `${name}: no entrypoint of its own (the image's, regatta, runs the agent)`)
+      // its own NATS user: agent-<id> for the id it runs as (environment over env_file, as compose does)
+      const effective = new Map([...vars, ...Object.entries(env).map(([k, v]) => [k, String(v)] as const)])
+      const id = agentIdOf(flags, effective)
+      await checkAgentIdentity(t, `compose ${name}`, id, effective.get('REGATTA_NATS_USER'), effective.get('REGATTA_NATS_PASSWORD'), auth)
+      t.notOk(agentIds.has(String(id)), `${name}: agent id ${id} is its own`)
+      agentIds.add(String(id))
     }
   }
   t.equal(masterIds.size, 3, 'the masters have distinct ids')
   t.equal(agentIds.size, byCommand('agent').length, 'every agent has an id of its own')
+  // control: the id check above tells accepted ids from refused ones
+  const refused = await cliAgentIdVerdict('host 1/x')
+  t.ok(refused.status === 2 && /REGATTA_AGENT_ID: .* is not an agent id/.test(refused.stderr), `control: regatta agent refuses an id it cannot use before connecting (${refused.stderr})`)
 })
 
 // ---- Dockerfile --------------------------------------------------------------------------
@@ -369,7 +420,7 @@ t.test('Checks the systemd units: regatta flags that exist, Restart=always, the 
   }
   const ci = units.get('regatta-ci@.service')!
   const cflags = checkRegattaArgs(t, 'regatta-ci@.service', regattaExec('regatta-ci@.service'))
-  t.equal(cflags.get('--replicas'), '3', 'regatta-ci@.service: --replicas 3')
+  checkCiHa(t, 'regatta-ci@.service', cflags)
   t.equal(cflags.get('--http'), '0.0.0.0:8080', 'regatta-ci@.service: HTTP on 8080')
   for (const [k, v] of [['NoNewPrivileges', 'yes'], ['ProtectSystem', 'strict'], ['PrivateTmp', 'yes'], ['CapabilityBoundingSet', '']] as const) {
     t.equal(one(ci, 'Service', k), v, `ci hardening: ${k}=${v}`)
@@ -391,19 +442,19 @@ t.test('Checks the systemd units: regatta flags that exist, Restart=always, the 
   t.ok(states.includes(String(aflags.get('--work-dir'))), `the agent's --work-dir is a StateDirectory (${states.join(' ')})`)
   const tmp = agent.get('Service')?.get('Environment')?.find((e) => e.startsWith('TMPDIR='))?.slice('TMPDIR='.length)
   t.ok(tmp && states.includes(tmp), `the agent's TMPDIR (${tmp}) is a real directory the engine sees, not PrivateTmp`)
-  // ExecStartPre writes REGATTA_AGENT_ID into <work dir>/agent-id (systemd's $$ is a $); run it
-  const pre = one(agent, 'Service', 'ExecStartPre') ?? ''
-  const m = /^\/bin\/sh -c '(.*)'$/.exec(pre)
-  t.ok(m, `the agent's ExecStartPre is a shell line: ${pre}`)
-  if (m) {
-    const fake = await mkdtemp(join(tmpdir(), 'regatta-agent-pre-'))
-    t.teardown(() => rm(fake, { recursive: true, force: true }))
-    const line = m[1]!.replace(/\$\$/g, '$').replaceAll(String(aflags.get('--work-dir')), fake)
-    const r = spawnSync('/bin/sh', ['-c', line], { encoding: 'utf8', env: { ...process.env, REGATTA_AGENT_ID: 'host1' } })
-    t.equal(r.status, 0, `ExecStartPre runs: ${r.stderr}`)
-    t.equal((await readFile(join(fake, 'agent-id'), 'utf8')).trim(), 'host1', 'it writes the agent id where the agent keeps it')
-    t.not(spawnSync('/bin/sh', ['-c', line], { encoding: 'utf8', env: { ...process.env, REGATTA_AGENT_ID: '' } }).status, 0, 'and stops when REGATTA_AGENT_ID is not set')
+  // the id: REGATTA_AGENT_ID of its environment files (the later file wins, as in systemd), as
+  // make-secrets.ts writes agent-host1.env, installed as /etc/regatta/agent.env; no wrapper
+  t.notOk(agent.get('Service')?.has('ExecStartPre'), 'the agent unit runs no ExecStartPre (no id file to write: the agent reads REGATTA_AGENT_ID)')
+  const agentEnv = new Map<string, string>()
+  for (const f of agent.get('Service')?.get('EnvironmentFile') ?? []) {
+    const text = f === '/etc/regatta/agent.env' ? await readFile(join(secrets, 'agent-host1.env'), 'utf8') : await readFile(join(dir, f.replace('/etc/regatta/', '')), 'utf8')
+    for (const [k, v] of parseEnv(text)) agentEnv.set(k, v)
   }
+  for (const e of agent.get('Service')?.get('Environment') ?? []) {
+    const [k, v] = e.split(/=(.*)/s, 2) as [string, string | undefined]
+    if (v !== undefined) agentEnv.set(k, v)
+  }
+  await checkAgentIdentity(t, 'regatta-agent.service with agent-host1.env', agentIdOf(aflags, agentEnv), agentEnv.get('REGATTA_NATS_USER'), agentEnv.get('REGATTA_NATS_PASSWORD'), auth)
 
   const env = await readFile(join(dir, 'regatta.env'), 'utf8')
   t.match(env, new RegExp(`^REGATTA_NATS_URL=${NATS_URLS}$`, 'm'), 'regatta.env names the three NATS nodes')
@@ -553,26 +604,41 @@ t.test('Checks the Kubernetes manifests: NATS StatefulSet of 3 with JetStream an
   const aflags = checkRegattaArgs(t, 'DaemonSet/regatta-agent', arr(ac.args, 'args').map(String))
   t.equal(aflags.get('--containerizer'), 'docker', 'agents use the Docker containerizer')
   const hostPaths = new Map(arr(pod.volumes, 'volumes').map((v) => obj(v, 'v')).filter((v) => v.hostPath).map((v) => [String(v.name), String(obj(v.hostPath, 'hp').path)]))
-  // the agent's shell line, run for real on a node named ip-10-0-0-7.example (Kubernetes' $$ is a $)
+  // the agent's id: the node's name, by the downward API
+  const agentEnvRefs = new Map(arr(ac.env, 'env').map((e) => obj(e, 'env')).map((e) => [String(e.name), e]))
+  const idRef = agentEnvRefs.get('REGATTA_AGENT_ID')?.valueFrom
+  t.ok(isObj(idRef) && isObj(idRef.fieldRef) && idRef.fieldRef.fieldPath === 'spec.nodeName', 'REGATTA_AGENT_ID is the node name (fieldRef spec.nodeName)')
+  // the agent's shell line (still needed for the NATS user and the password file named after the
+  // node), run for real on a node named ip-10-0-0-7.example with the Secret make-secrets.ts makes
+  // for it (Kubernetes' $$ is a $)
   const cmd = arr(ac.command, 'agent command').map(String)
   t.same([cmd[0], cmd[1], cmd[3]], ['/bin/sh', '-c', 'regatta'], 'the agent container runs a shell line, then regatta with its args')
+  t.notMatch(cmd[2]!, /agent-id/, 'the shell line writes no agent-id file (the agent reads REGATTA_AGENT_ID)')
   const passwords = arr(pod.volumes, 'volumes').map((v) => obj(v, 'v')).find((v) => isObj(v.secret) && v.secret.secretName === 'regatta-agents')
   t.ok(passwords, 'Secret regatta-agents is a volume of the agent pod')
   const passwordsAt = String(obj(arr(ac.volumeMounts, 'mounts').map((m) => obj(m, 'm')).find((m) => m.name === passwords?.name), 'mount').mountPath)
+  const node = 'ip-10-0-0-7.example'
   const fake = await mkdtemp(join(tmpdir(), 'regatta-k8s-agent-'))
   t.teardown(() => rm(fake, { recursive: true, force: true }))
+  const made = spawnSync(process.execPath, ['--import', 'tsx', join(DEPLOY, 'make-secrets.ts'), '--agents', `${node},build-2`, '--out', join(fake, 's')], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 })
+  t.equal(made.status, 0, `make-secrets.ts --agents ${node},build-2 runs: ${made.stderr}`)
+  const nodeAuth = authUsers(await readFile(join(fake, 's', 'regatta-auth.conf'), 'utf8'))
   const workDir = String(aflags.get('--work-dir'))
-  await writeFile(join(fake, 'ip-10-0-0-7.example'), 'pw-of-node-7')
   // regatta is replaced by a line that shows what it would run with
-  const line = cmd[2]!.replace(/\$\$/g, '$').replaceAll(passwordsAt, fake).replaceAll(workDir, fake)
-    .replace('exec node services/cli/bin/regatta.mjs "$@"', 'echo "$REGATTA_NATS_USER $REGATTA_NATS_PASSWORD $*"')
-  const ran = spawnSync('/bin/sh', ['-c', line, 'regatta', 'agent', '--pool', 'default'], { encoding: 'utf8', env: { ...process.env, NODE_NAME: 'ip-10-0-0-7.example' } })
+  const execLine = 'exec node services/cli/bin/regatta.mjs "$@"'
+  t.ok(cmd[2]!.includes(execLine), 'the shell line ends by exec-ing regatta with the container\'s args')
+  const line = cmd[2]!.replace(/\$\$/g, '$').replaceAll(passwordsAt, join(fake, 's', 'agents')).replaceAll(workDir, fake)
+    .replace(execLine, 'printf \'%s\\n\' "$REGATTA_NATS_USER" "$REGATTA_NATS_PASSWORD" "$REGATTA_AGENT_ID" "$*"')
+  const podEnv = (nodeName: string): NodeJS.ProcessEnv => ({ ...process.env, NODE_NAME: nodeName, REGATTA_AGENT_ID: nodeName })
+  const ran = spawnSync('/bin/sh', ['-c', line, 'regatta', 'agent', '--pool', 'default'], { encoding: 'utf8', env: podEnv(node) })
   t.equal(ran.status, 0, `the agent's shell line runs: ${ran.stderr}`)
-  t.equal(ran.stdout.trim(), `agent-${idToken('ip-10-0-0-7.example')} pw-of-node-7 agent --pool default`, 'it connects as agent-<idToken(node name)> with the node\'s password from the Secret')
-  t.equal((await readFile(join(fake, 'agent-id'), 'utf8')).trim(), 'ip-10-0-0-7.example', 'and the agent id is the node name')
-  const missing = spawnSync('/bin/sh', ['-c', line, 'regatta', 'agent'], { encoding: 'utf8', env: { ...process.env, NODE_NAME: 'other-node' } })
+  const [user, password, idEnv, args] = ran.stdout.split('\n')
+  t.equal(args, 'agent --pool default', 'regatta gets the container\'s args')
+  await checkAgentIdentity(t, `DaemonSet/regatta-agent on node ${node}`, agentIdOf(aflags, new Map(idEnv ? [['REGATTA_AGENT_ID', idEnv]] : [])), user, password, nodeAuth)
+  t.equal(idEnv, node, 'and the agent id it runs with is the node name')
+  const missing = spawnSync('/bin/sh', ['-c', line, 'regatta', 'agent'], { encoding: 'utf8', env: podEnv('other-node') })
   t.not(missing.status, 0, 'a node without a password in the Secret does not start')
-  t.match(missing.stderr, /no NATS password for agent other-node/, 'and says why in one line')
+  t.match(missing.stderr, /no NATS password for agent other-node: .*user agent-other-node/, 'and says why in one line')
   t.equal(hostPaths.get('docker-sock'), '/var/run/docker.sock', 'the host Docker socket is mounted')
   for (const m of arr(ac.volumeMounts, 'mounts').map((m) => obj(m, 'm'))) {
     const host = hostPaths.get(String(m.name))
@@ -584,7 +650,7 @@ t.test('Checks the Kubernetes manifests: NATS StatefulSet of 3 with JetStream an
   t.equal(obj(ci.spec, 'spec').replicas, 2, 'CI Deployment of 2 replicas')
   const cc = obj(arr(obj(obj(obj(ci.spec, 'spec').template, 'tpl').spec, 'pod').containers, 'containers')[0], 'ci container')
   const cflags = checkRegattaArgs(t, 'Deployment/regatta-ci', arr(cc.args, 'args').map(String))
-  t.equal(cflags.get('--replicas'), '3', 'CI: --replicas 3')
+  checkCiHa(t, 'Deployment/regatta-ci', cflags)
   t.equal(cflags.get('--http'), '0.0.0.0:8080', 'CI: HTTP on 8080')
   for (const probe of ['readinessProbe', 'livenessProbe']) {
     const g = obj(obj(cc[probe], probe).httpGet, `${probe}.httpGet`)
