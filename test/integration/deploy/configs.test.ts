@@ -4,7 +4,9 @@
 // moved onto loopback ports and temp stores, form a real 3-node JetStream cluster whose R3 KV
 // bucket keeps answering after its stream leader is killed. Security: every component connects
 // to NATS as its own user of regatta-auth.conf (made, with the env files, by deploy/make-secrets.ts),
-// its secrets come from env files and Kubernetes Secrets (nothing but placeholders committed), and
+// its secrets come from env files and Kubernetes Secrets (nothing but placeholders committed), each
+// agent runs with an id (--id or REGATTA_AGENT_ID) that `regatta agent` accepts and its NATS user
+// (agent-<idToken(id)>) is for, the CI replicas and masters with a lease TTL of at least 10 s, and
 // the cluster still forms with the users' block included, the nodes refusing anonymous clients.
 import t from 'tap'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
