@@ -90,6 +90,8 @@ export class StatusUpdateSender {
 
   /** Waits (bounded) for batches in flight, then refuses new updates and fails what is queued. */
   async close(waitMs = 5_000): Promise<void> {
+    // updates sent this turn start their flight on the next one: let them, then wait for them
+    if (waitMs > 0) await new Promise((r) => setImmediate(r))
     let timer: NodeJS.Timeout | undefined
     // the timer is cleared once the flights land: left running it would keep the process alive
     await Promise.race([Promise.allSettled([...this.flights]), new Promise((r) => { timer = setTimeout(r, waitMs) })])

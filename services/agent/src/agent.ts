@@ -97,6 +97,8 @@ interface LiveTask {
   finishing?: boolean
   /** Resolves when the latest checkpoint of the task is written (or failed to be). */
   checkpointed?: Promise<void>
+  /** Resolves once the task's latest update has been handed to the sender (updates go in order). */
+  sendQueued?: Promise<void>
 }
 
 /** Most sidecars a task may have. */
@@ -266,7 +268,14 @@ export class Agent {
     this.disk.stop()
     this.sub?.unsubscribe()
     this.leaderSub?.unsubscribe()
-    // let updates in flight be stored, for a bounded time
+    // let updates in flight be stored, for a bounded time: those still being checkpointed are
+    // handed to the sender first
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      Promise.all([...this.tasks.values()].map((t) => t.sendQueued)),
+      new Promise((r) => { timer = setTimeout(r, 2_000) }),
+    ])
+    clearTimeout(timer)
     await this.updates.close()
     this.publisher.close()
   }
@@ -703,7 +712,15 @@ export class Agent {
       ...(t.cacheRestored !== undefined ? { cacheRestored: t.cacheRestored } : {}),
     }
     const k = key(t.info.frameworkId, t.info.taskId)
-    t.checkpointed = this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
+    const saved = this.checkpoints.save(cp).catch((err) => this.log.warn({ err, taskId: t.info.taskId }, 'checkpoint failed'))
+    t.checkpointed = saved
+    // Sent once checkpointed (and after the task's previous update): an agent that dies after
+    // sending sends this same update again when it restarts (same uuid, which the framework
+    // knows), never a second one with a new uuid for an end the framework already heard.
+    t.sendQueued = Promise.all([t.sendQueued, saved]).then(() => this.sendUpdate(t, k, status))
+  }
+
+  private sendUpdate(t: LiveTask, k: string, status: TaskStatus): void {
     this.updates.send(status).then(() => {
       if (isTerminal(status.state) && t.status === status) {
         // stored in JetStream: JetStream now owns delivery to the framework. The agent still
