@@ -64,9 +64,9 @@ export interface NetLab {
   fetch(host: NetHost, url: string, o?: { method?: string; headers?: Record<string, string>; body?: string; timeoutMs?: number }): Promise<FetchResult>
   /**
    * Publishes one request on a NATS subject from inside a host's namespace and collects every
-   * reply that arrives within waitMs (0 replies: nobody answers there).
+   * reply that arrives within waitMs (0 replies: nobody answers there); as `auth`'s user if given.
    */
-  requestAll(host: NetHost, natsUrl: string, subject: string, waitMs?: number): Promise<string[]>
+  requestAll(host: NetHost, natsUrl: string, subject: string, waitMs?: number, auth?: NatsCredentials): Promise<string[]>
   /** Takes the host's link down (at the switch). */
   cut(i: number): Promise<void>
   /** Brings the host's link up again. */
@@ -74,6 +74,9 @@ export interface NetLab {
   /** Kills every process inside the namespaces (SIGTERM to what it spawned first) and deletes them. */
   destroy(): Promise<void>
 }
+
+/** A NATS user and password (a server with an `authorization` block). */
+export interface NatsCredentials { user: string; password: string }
 
 export interface FetchResult { status: number; location: string | null; body: string; error?: string }
 
@@ -182,7 +185,8 @@ try {
 const REQUEST_ALL_SCRIPT = `
 import { connect, createInbox } from 'nats'
 const [url, subject, waitMs] = process.argv.slice(1)
-const nc = await connect({ servers: url, name: 'netns-probe', timeout: 3000 })
+const auth = process.env.REGATTA_NATS_USER ? { user: process.env.REGATTA_NATS_USER, pass: process.env.REGATTA_NATS_PASSWORD ?? '' } : {}
+const nc = await connect({ servers: url, name: 'netns-probe', timeout: 3000, ...auth })
 const inbox = createInbox()
 const replies = []
 // an empty message with a 503 status is NATS's "no responders", not a reply
@@ -359,8 +363,9 @@ export async function createNetLab(o: { hosts?: number; subnet?: string } = {}):
         return { status: 0, location: null, body: '', error: `fetch in ${host.ns} exited ${r.code ?? r.signal}: ${r.stderr.trim().slice(-500)}` }
       }
     },
-    async requestAll(host, natsUrl, subject, waitMs = 700) {
-      const r = await exec(host, [process.execPath, '--input-type=module', '-e', REQUEST_ALL_SCRIPT, natsUrl, subject, String(waitMs)], { timeoutMs: waitMs + 15_000 })
+    async requestAll(host, natsUrl, subject, waitMs = 700, auth) {
+      const env: Record<string, string> = auth ? { REGATTA_NATS_USER: auth.user, REGATTA_NATS_PASSWORD: auth.password } : {}
+      const r = await exec(host, [process.execPath, '--input-type=module', '-e', REQUEST_ALL_SCRIPT, natsUrl, subject, String(waitMs)], { timeoutMs: waitMs + 15_000, env })
       if (r.code !== 0) throw new Error(`request on ${subject} from ${host.ns} failed (exit ${r.code ?? r.signal}): ${r.stderr.trim().slice(-500)}`)
       return JSON.parse(r.stdout) as string[]
     },

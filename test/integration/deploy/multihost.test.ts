@@ -8,14 +8,19 @@
 // cut runs, no job is lost; the cut-off master steps down before anyone else leads (no split
 // brain) and never leads while cut off. The link comes back: the cut node rejoins the NATS
 // cluster, its agent re-registers with the current leader, and its master stays a standby.
+// Locked down as deployed: the nodes include a regatta-auth.conf made by authorizationConfig
+// (master, one user per agent id, ci, operator; random passwords), every process connects as
+// its own user, and one agent's user is refused speaking for another host's agent.
 import t from 'tap'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { spawnSync } from 'node:child_process'
-import { Subjects } from '../../../shared/protocol/index.js'
-import { createNetLab, netnsUnavailable, type NetHost, type NetLab, type NetLogLine, type NetProcess } from '../../helpers/netns.js'
+import { Subjects, idToken } from '../../../shared/protocol/index.js'
+import { authorizationConfig, randomPassword, type NatsUser } from '../../../shared/nats/auth.js'
+import { CI_FRAMEWORK_ID } from '../../../services/ci/src/service.js'
+import { createNetLab, netnsUnavailable, type NatsCredentials, type NetHost, type NetLab, type NetLogLine, type NetProcess } from '../../helpers/netns.js'
 import { createRepo, type TestRepo } from '../../helpers/git-repo.js'
 import { pushPayload, webhookHeaders } from '../../helpers/github-api.js'
 import type { RunView } from '../../../services/ci/src/views.js'
@@ -36,20 +41,48 @@ const MASTER_PORT = 5050
 const CI_PORT = 8080
 
 /**
- * deploy/nats/nN.conf keeps nats-server's route liveness defaults (a ping every 2 min, a 10 s
- * write deadline): when a link is cut (no RST, no FIN) the two others notice only when a route's
- * send buffer has filled and a write times out, 20-40 s later, and meanwhile their stream
- * elections stall. These lines (added to each node's config unless REGATTA_MULTIHOST_SHIPPED_NATS=1)
- * have a dead route dropped within seconds.
+ * Lines appended to each node's copy of deploy/nats/nN.conf, for measuring other route liveness
+ * settings than the shipped ones (a later key overrides an earlier one), e.g.
+ * REGATTA_MULTIHOST_NATS_EXTRA=$'ping_interval: "2m"\nping_max: 2\n' for nats-server's defaults.
  */
-const ROUTE_LIVENESS = process.env.REGATTA_MULTIHOST_ROUTE_LIVENESS ?? ''
-
-/** Recorded, not worked around: a bug in services/ci found by this test (see the README's Testing). */
-const CI_WEDGE = 'services/ci/src/service.ts: when lead() fails after the CI lease was won (resumeRuns times out while JetStream stalls), the error is only logged ("could not take the CI lead"): the replica keeps refreshing the lease but has no scheduler, so it never leads, never retries, and no other replica can take over'
-const LEADER_MOVED = 'when the cut node rejoins, its streams\' raft elections stall the replicated lease bucket longer than the lease TTL allows (0.8 × 10 s), so the leader loses the lease and another master takes it'
+const NATS_EXTRA = process.env.REGATTA_MULTIHOST_NATS_EXTRA ?? ''
+const LEADER_MOVED = 'when the cut node rejoins, its streams\' raft elections stall the replicated lease bucket longer than the lease TTL allows (0.8 × 10 s), so the leader loses the lease and a master (itself or another) takes it again with a newer epoch'
 const LOG_LOSS = 'output of jobs that ran while the NATS cluster stalled after the cut is missing from their logs'
 
 const skip = netnsUnavailable()
+
+// 105-140 s here (the NATS stall after the cut alone is 12-45 s), more on a loaded 2-core CI
+// machine running another file beside it: past the suite's 180 s per-file timeout, so 300 s.
+t.setTimeout(300_000)
+
+/**
+ * Run by `node -e` inside a host's namespace: connects to its own node as one agent's user,
+ * publishes once on a subject it may not publish to (another agent's status update subject) and
+ * once on one it may (its own output subject), while a subscriber connected as the operator to
+ * another host's node listens to both. Prints what the server refused and what arrived.
+ */
+const CROSS_PUBLISH_SCRIPT = `
+import { connect } from 'nats'
+const [agentUrl, watchUrl, forbidden, allowed] = process.argv.slice(1)
+const env = process.env
+const watcher = await connect({ servers: watchUrl, user: env.WATCH_USER, pass: env.WATCH_PASSWORD, timeout: 3000 })
+const arrived = []
+for (const subject of [forbidden, allowed]) watcher.subscribe(subject, { callback: (err, m) => { if (!err) arrived.push(m.subject) } })
+await watcher.flush()
+const nc = await connect({ servers: agentUrl, user: env.AGENT_USER, pass: env.AGENT_PASSWORD, timeout: 3000 })
+const refused = []
+void (async () => { for await (const s of nc.status()) if (s.permissionContext) refused.push(s.permissionContext.operation + ' ' + s.permissionContext.subject) })()
+const data = new TextEncoder().encode('{}')
+nc.publish(forbidden, data)
+nc.publish(allowed, data)
+await nc.flush()
+const deadline = Date.now() + 5000
+while ((refused.length === 0 || arrived.length === 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+await new Promise((r) => setTimeout(r, 300))
+await nc.close()
+await watcher.close()
+process.stdout.write(JSON.stringify({ refused, arrived }))
+`
 
 interface Host {
   net: NetHost
@@ -58,7 +91,10 @@ interface Host {
   nats?: NetProcess
   master?: NetProcess
   agent?: NetProcess
-  agentId?: string
+  /** Its agent's id (`regatta agent --id`), also naming its NATS user (agent-<id>). */
+  agentId: string
+  /** Its agent's NATS user. */
+  agentAuth: NatsCredentials
 }
 
 interface LeaderView { id: string; epoch: number; httpUrl?: string }
@@ -90,6 +126,8 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
   t.equal(built.status, 0, 'the regatta CLI runs')
 
   const lab: NetLab = await createNetLab({ hosts: 3, subnet: '10.213.0' })
+  // experiment knob (not a default): the hosts' kernel gives up on unacknowledged data sooner
+  if (process.env.REGATTA_MULTIHOST_TCP_RETRIES2) for (const h of lab.hosts) await lab.exec(h, ['sysctl', '-w', `net.ipv4.tcp_retries2=${process.env.REGATTA_MULTIHOST_TCP_RETRIES2}`])
   const base = await mkdtemp(join(tmpdir(), 'regatta-multihost-'))
   let repo: TestRepo | undefined
   let ci: NetProcess | undefined
@@ -100,7 +138,20 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
     await rm(base, { recursive: true, force: true })
     await repo?.remove()
   })
-  const hosts: Host[] = lab.hosts.map((net) => ({ net, name: `n${net.index + 1}`, natsUrl: `nats://${net.ip}:${NATS_PORT}` }))
+  // NATS users as deployed (deploy/make-secrets.ts): the masters, one per agent id, the CI
+  // service, the operator (the CLI and the test's own requests); random passwords
+  const hosts: Host[] = lab.hosts.map((net) => {
+    const agentId = `host${net.index + 1}`
+    return { net, name: `n${net.index + 1}`, natsUrl: `nats://${net.ip}:${NATS_PORT}`, agentId, agentAuth: { user: `agent-${idToken(agentId)}`, password: randomPassword() } }
+  })
+  const users: NatsUser[] = [
+    { user: 'master', password: randomPassword(), role: 'master' },
+    ...hosts.map((h) => ({ ...h.agentAuth, role: 'agent' as const, id: h.agentId })),
+    { user: 'ci', password: randomPassword(), role: 'ci', id: CI_FRAMEWORK_ID },
+    { user: 'operator', password: randomPassword(), role: 'operator' },
+  ]
+  const natsEnv = (user: string): Record<string, string> => ({ REGATTA_NATS_USER: user, REGATTA_NATS_PASSWORD: users.find((u) => u.user === user)!.password })
+  const operator: NatsCredentials = { user: 'operator', password: natsEnv('operator').REGATTA_NATS_PASSWORD! }
   t.teardown(async () => {
     // REGATTA_MULTIHOST_LOGS=DIR keeps every process's whole log there
     const keep = process.env.REGATTA_MULTIHOST_LOGS
@@ -116,12 +167,15 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
   t.comment(`hosts: ${hosts.map((h) => `${h.net.ns} ${h.net.ip}`).join(', ')}; switch ${lab.switchNs}`)
 
   // ---- the NATS cluster: deploy/nats/nN.conf with the hosts' addresses and a temp store ----
+  // nN.conf includes ./regatta-auth.conf: the users above, beside the copies
+  await writeFile(join(base, 'regatta-auth.conf'), authorizationConfig(users), { mode: 0o600 })
   for (const h of hosts) {
     let conf = await readFile(join(ROOT, 'deploy/nats', `${h.name}.conf`), 'utf8')
     conf = conf.replace(`store_dir: "/var/lib/nats/${h.name}"`, `store_dir: "${join(base, h.name)}"`)
     for (const peer of hosts) conf = conf.replace(`nats://${peer.name}:6222`, `nats://${peer.net.ip}:6222`)
     t.notMatch(conf.replace(/#.*$/gm, ''), /nats:\/\/n\d|\/var\/lib\//, `${h.name}: routes to the hosts' addresses, store in the temp dir`)
-    await writeFile(join(base, `${h.name}.conf`), conf + ROUTE_LIVENESS)
+    t.match(conf.replace(/#.*$/gm, ''), /^include \.\/regatta-auth\.conf$/m, `${h.name}: includes the users block beside it`)
+    await writeFile(join(base, `${h.name}.conf`), conf + NATS_EXTRA)
     h.nats = lab.spawn(h.net, `nats-server ${h.name}`, ['nats-server', '-c', join(base, `${h.name}.conf`)])
   }
   const monitor = async (from: Host, of: Host, path: string): Promise<{ status: number; body: string }> => {
@@ -143,25 +197,22 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
       process.execPath, BIN, 'master', '--nats', h.natsUrl, '--id', `m${h.net.index + 1}`, '--http', `${h.net.ip}:${MASTER_PORT}`,
       '--replicas', '3', '--lease-ttl', `${LEASE_TTL_MS}ms`, '--heartbeat-interval', '500ms',
       '--agent-unreachable', AGENT_UNREACHABLE, '--agent-gone', AGENT_GONE,
-    ], { env: { REGATTA_OPERATOR_TOKEN: TOKEN } })
+    ], { env: { REGATTA_OPERATOR_TOKEN: TOKEN, ...natsEnv('master') } })
   }
   await Promise.all(hosts.map((h) => h.master!.waitForLog('master HTTP API listening', 60_000)))
   for (const h of hosts) {
     h.agent = lab.spawn(h.net, `agent ${h.name}`, [
-      process.execPath, BIN, 'agent', '--nats', h.natsUrl, '--work-dir', join(base, `agent-${h.name}`),
+      process.execPath, BIN, 'agent', '--nats', h.natsUrl, '--id', h.agentId, '--work-dir', join(base, `agent-${h.name}`),
       '--containerizer', 'process', '--resources', 'cpus:1;mem:1024;disk:4000', '--attributes', `host:${h.name}`,
-    ])
+    ], { env: natsEnv(h.agentAuth.user) })
   }
-  await Promise.all(hosts.map(async (h) => {
-    h.agentId = String((await h.agent!.waitForLog((l) => typeof l.agentId === 'string', 60_000)).agentId)
-    await h.agent!.waitForLog('registered with the master', 60_000)
-  }))
+  await Promise.all(hosts.map((h) => h.agent!.waitForLog('registered with the master', 60_000)))
 
   /** Every answer to one request on the leader-only state subject, asked from inside a host. */
   const stateAnswers = async (from: Host, waitMs = 600): Promise<Array<{ masterId: string; leader: LeaderView | null }>> =>
-    (await lab.requestAll(from.net, from.natsUrl, Subjects.masterState, waitMs)).map((s) => JSON.parse(s) as { masterId: string; leader: LeaderView | null })
+    (await lab.requestAll(from.net, from.natsUrl, Subjects.masterState, waitMs, operator)).map((s) => JSON.parse(s) as { masterId: string; leader: LeaderView | null })
   const cli = async (from: Host, args: string[]): Promise<unknown> => {
-    const r = await lab.exec(from.net, [process.execPath, BIN, ...args, '--json', '--nats', from.natsUrl], { timeoutMs: 20_000 })
+    const r = await lab.exec(from.net, [process.execPath, BIN, ...args, '--json', '--nats', from.natsUrl], { timeoutMs: 20_000, env: natsEnv('operator') })
     if (r.code !== 0) throw new Error(`regatta ${args.join(' ')} in ${from.net.ns} exited ${r.code ?? r.signal}: ${r.stderr.trim()}`)
     return JSON.parse(r.stdout)
   }
@@ -183,16 +234,31 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
     const list = await cli(hosts[1]!, ['agents', 'ls']) as Array<{ id: string; state: string }>
     return list.length === 3 && list.every((a) => a.state === 'active') ? list : undefined
   }, 500)
-  t.same(agentsAtStart.map((a) => a.id).sort(), hosts.map((h) => h.agentId).sort(), 'agents ls: the three hosts\' agents, active')
+  t.same(agentsAtStart.map((a) => a.id).sort(), hosts.map((h) => h.agentId).sort(), 'agents ls: the three hosts\' agents (by the ids they were given), active')
   const answersAtStart = await stateAnswers(hosts[2]!)
   t.same(answersAtStart.map((a) => a.masterId), [oldLeader.id], 'exactly one master answers the leader-only state subject')
+
+  // least privilege across hosts: host 1's agent user may not speak for host 2's agent
+  {
+    const [a, b] = [hosts[0]!, hosts[1]!]
+    const forbidden = Subjects.statusUpdate(CI_FRAMEWORK_ID, b.agentId)
+    const allowed = Subjects.taskOutput('multihost-probe', a.agentId, 'probe')
+    const r = await lab.exec(a.net, [process.execPath, '--input-type=module', '-e', CROSS_PUBLISH_SCRIPT, a.natsUrl, b.natsUrl, forbidden, allowed], {
+      timeoutMs: 20_000,
+      env: { AGENT_USER: a.agentAuth.user, AGENT_PASSWORD: a.agentAuth.password, WATCH_USER: operator.user, WATCH_PASSWORD: operator.password },
+    })
+    if (r.code !== 0) throw new Error(`the cross-host publish probe in ${a.net.ns} exited ${r.code ?? r.signal}: ${r.stderr.trim().slice(-500)}`)
+    const probe = JSON.parse(r.stdout) as { refused: string[]; arrived: string[] }
+    t.same(probe.refused, [`publish ${forbidden}`], `${a.agentAuth.user} (in ${a.net.ns}) is refused publishing on ${b.name}'s agent's update subject ${forbidden}, and only that`)
+    t.same(probe.arrived, [allowed], `an operator on ${b.name}'s node gets ${a.agentAuth.user}'s publish on its own output subject, never the refused one`)
+  }
 
   // ---- the CI service on a host that does not lead -----------------------------------------
   const ciUrl = `http://${ciHost.net.ip}:${CI_PORT}`
   ci = lab.spawn(ciHost.net, 'ci', [
     process.execPath, BIN, 'ci', '--nats', ciHost.natsUrl, '--http', `${ciHost.net.ip}:${CI_PORT}`, '--replicas', '3',
-    '--github-poll-interval', '0', '--no-cancel-superseded',
-  ], { env: { REGATTA_WEBHOOK_SECRET: WEBHOOK_SECRET, REGATTA_OPERATOR_TOKEN: TOKEN } })
+    '--github-poll-interval', '0', '--no-cancel-superseded', '--lease-ttl', `${LEASE_TTL_MS}ms`,
+  ], { env: { REGATTA_WEBHOOK_SECRET: WEBHOOK_SECRET, REGATTA_OPERATOR_TOKEN: TOKEN, ...natsEnv('ci') } })
   await ci.waitForLog('CI service listening', 60_000)
   phase('CI service up')
   repo = await createRepo()
@@ -266,7 +332,9 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
   })()
 
   // the other two: a new leader (asked from a connected host, where exactly one may answer)
-  const newLeader = await waitFor('a new leader on the connected hosts', 75_000, async () => {
+  // the two connected NATS nodes stall until their routes to the cut node are dropped (a write
+  // times out once the socket's send buffer is full: 15-40 s measured on nats-server 2.9.10)
+  const newLeader = await waitFor('a new leader on the connected hosts', 90_000, async () => {
     const answers = await stateAnswers(connected[0]!, 500)
     const fresh = answers.filter((a) => a.masterId !== oldLeader.id)
     return fresh.length > 0 ? fresh : undefined
@@ -289,14 +357,13 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
   // run 2: the jobs on the connected hosts finish; the one on the cut host is requeued elsewhere
   const run3Sha = await testRepo.commit({ '.regatta/ci.yml': pipeline(['k1', 'k2'], 'echo after the cut') }, 'run 3')
   t.equal(await push(run3Sha), 202, 'run 3 pushed during the cut')
-  // services/ci (see CI_WEDGE): a CI replica whose lease lapses during the NATS stall and that
-  // then fails to resume its runs keeps the lease without leading; its runs never end
-  const ciWedged = (): boolean => ci!.lines().some((l) => l.msg === 'could not take the CI lead')
-  const run2 = await waitRun(sha2, (r) => finished(r) || ciWedged(), 75_000, 'run 2 to end')
-  if (ciWedged()) {
-    t.ok(false, 'the CI service kept leading through the cut and ran run 2 to its end', { todo: CI_WEDGE })
-    t.comment(`CI log: ${ci!.lines().filter((l) => Number(l.level) >= 40).slice(-6).map((l) => `${String(l.msg)} ${String(l.err ?? '')}`).join(' | ')}`)
-  } else {
+  // the CI replica may lose its lease in the NATS stall and fail to resume its runs while
+  // JetStream is stalled: it then steps down and tries again, so the runs still end
+  const run2 = await waitRun(sha2, finished, 75_000, 'run 2 to end')
+  const run2EndAt = Date.now()
+  const ciRetakes = ci!.lines().filter((l) => l.msg === 'could not take the CI lead; stepping down').length
+  t.comment(`run 2 ended ${run2EndAt - cutAt} ms after the cut${ciRetakes ? ` (the CI replica could not take the lead ${ciRetakes} time(s), stepped down and tried again)` : ''}`)
+  {
     const run3 = await waitRun(run3Sha, finished, 30_000, 'run 3 to end')
     t.equal(run2.state, 'succeeded', `run 2 (running through the cut) succeeded ${Date.now() - cutAt} ms after the cut (${run2.jobs.map((j) => `${j.id}:${j.state}#${j.attempt}`).join(', ')})`)
     t.equal(run3.state, 'succeeded', `run 3 (pushed during the cut) succeeded (${run3.jobs.map((j) => `${j.id}:${j.state}`).join(', ')})`)
@@ -362,28 +429,38 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
   const rejoinMs = Date.now() - restoredAt
   t.same(agentsAfter.map((a) => a.id).sort(), hosts.map((h) => h.agentId).sort(), `agents ls (from ${cutHost.name}) shows the three agents active, ${rejoinMs} ms after the link came back`)
 
-  // exactly one leader, the same seen from every host
-  const seen = await Promise.all(hosts.map(async (h) => ({ h, answers: await stateAnswers(h) })))
+  // exactly one leader, the same seen from every host. A lease handover in progress (no answer
+  // for a moment) is waited out; two answers at once, ever, fail at once.
+  const twoAnswers: string[] = []
+  const seen = await waitFor('one leader answering, the same from every host', 30_000, async () => {
+    const all = await Promise.all(hosts.map(async (h) => ({ h, answers: await stateAnswers(h) })))
+    for (const { h, answers } of all) if (answers.length > 1) twoAnswers.push(`from ${h.name}: ${answers.map((a) => `${a.masterId}@${a.leader?.epoch}`).join(', ')}`)
+    const ids = new Set(all.map(({ answers }) => answers[0]?.masterId))
+    return twoAnswers.length > 0 || (all.every(({ answers }) => answers.length === 1) && ids.size === 1) ? all : undefined
+  }, 300)
+  t.same(twoAnswers, [], 'never two masters answering the leader-only state subject after the rejoin')
   for (const { h, answers } of seen) t.equal(answers.length, 1, `from ${h.name}: exactly one master answers the leader-only state subject (${answers.map((a) => `${a.masterId}@${a.leader?.epoch}`).join(', ')})`)
   const leaderNow = seen[0]!.answers[0]?.leader
   t.ok(seen.every(({ answers }) => answers[0]?.masterId === leaderNow?.id), `every host hears the same leader (${leaderNow?.id}@${leaderNow?.epoch})`)
-  const nowHost = hosts.find((h) => `m${h.net.index + 1}` === leaderNow?.id)
-  if (leaderNow?.id === fresh.id) {
-    t.equal(leaderNow.epoch, fresh.epoch, `${fresh.id} still leads with epoch ${fresh.epoch}`)
-    t.equal((await health(cutHost, cutHost))?.leader, false, `the rejoined ${oldLeader.id} is a standby`)
-    const redirect = await waitFor(`${oldLeader.id} to redirect to ${fresh.id}`, 15_000, async () => {
-      const r = await lab.fetch(connected[0]!.net, `http://${cutHost.net.ip}:${MASTER_PORT}/api/v1/state`, { headers: AUTH, timeoutMs: 2_000 })
-      return r.status === 307 && r.location === `http://${freshHost.net.ip}:${MASTER_PORT}/api/v1/state` ? r : undefined
-    }, 300)
-    t.equal(redirect.status, 307, `the rejoined ${oldLeader.id} redirects API calls to ${fresh.id}`)
+  const nowHost = hosts.find((h) => `m${h.net.index + 1}` === leaderNow?.id) ?? freshHost
+  if (leaderNow?.id === fresh.id && leaderNow.epoch === fresh.epoch) {
+    t.pass(`${fresh.id} still leads with epoch ${fresh.epoch}`)
   } else {
-    // the lease moved again while the rejoining node disturbed the streams: allowed only as a
-    // clean handover (checked below from the logs), and recorded
-    t.ok(false, `the lead stays with ${fresh.id} when ${cutHost.name} rejoins (it moved to ${leaderNow?.id}@${leaderNow?.epoch})`, { todo: LEADER_MOVED })
+    // the lease was lost while the rejoining node disturbed the streams and taken again (by the
+    // same master or another): allowed only as a clean handover (checked below from the logs)
+    t.ok(false, `the lead stays with ${fresh.id}@${fresh.epoch} when ${cutHost.name} rejoins (it is now ${leaderNow?.id}@${leaderNow?.epoch})`, { todo: LEADER_MOVED })
     t.ok(leaderNow && leaderNow.epoch > fresh.epoch, `the new lead has a newer epoch (${leaderNow?.epoch} > ${fresh.epoch})`)
-    t.equal((await health(connected[0]!, freshHost))?.leader, nowHost === freshHost, `${fresh.id}'s /health agrees`)
+    if (nowHost !== freshHost) t.equal((await health(connected[0]!, freshHost))?.leader, false, `${fresh.id}'s /health says it no longer leads`)
   }
-  t.equal((await health(connected[0]!, nowHost ?? freshHost))?.leader, true, `the leader's /health says it leads`)
+  if (nowHost !== cutHost) {
+    t.equal((await health(cutHost, cutHost))?.leader, false, `the rejoined ${oldLeader.id} is a standby`)
+    const redirect = await waitFor(`${oldLeader.id} to redirect to ${leaderNow?.id}`, 15_000, async () => {
+      const r = await lab.fetch(connected[0]!.net, `http://${cutHost.net.ip}:${MASTER_PORT}/api/v1/state`, { headers: AUTH, timeoutMs: 2_000 })
+      return r.status === 307 && r.location === `http://${nowHost.net.ip}:${MASTER_PORT}/api/v1/state` ? r : undefined
+    }, 300)
+    t.equal(redirect.status, 307, `the rejoined ${oldLeader.id} redirects API calls to ${leaderNow?.id}`)
+  }
+  t.equal((await health(connected[0]!, nowHost))?.leader, true, `the leader's /health says it leads`)
 
   // from the masters' own logs (one clock): never two leaders at once, over the whole test
   const events = hosts.flatMap((h) => h.master!.lines()
@@ -401,10 +478,20 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
     leading.add(e.id)
   }
   t.same(overlaps, [], `no two masters led at once (${events.filter((e) => e.up).length} elections: ${events.filter((e) => e.up).map((e) => e.id).join(' -> ')})`)
-  if (!ciWedged()) {
-    const run2After = await runOf(sha2)
-    t.equal(run2After?.state, 'succeeded', 'run 2 is still succeeded after the host rejoined (its old copy of a job changed nothing)')
-  }
+  // run 2 as it ended, job by job (attempt numbers included: a job run again, even to success,
+  // changes them). Reads are retried while the rejoined replica catches up: a read answered by
+  // it can miss the run for a while (nats-server 2.9 lets any replica answer direct gets).
+  const ended = (r: RunView | undefined): string => JSON.stringify(r && { state: r.state, jobs: r.jobs.map((j) => [j.id, j.state, j.attempt]) })
+  const reads: string[] = []
+  const run2After = await waitFor('run 2 read back after the rejoin', 30_000, async () => {
+    const r = await runOf(sha2).catch((err: Error) => { reads.push(err.message); return undefined })
+    if (r && finished(r) && ended(r) === ended(run2)) return r
+    if (r) reads.push(ended(r))
+    else reads.push('missing')
+    return undefined
+  }, 500).catch(() => undefined)
+  if (reads.length) t.comment(`reads of run 2 before it read back as it ended: ${[...new Set(reads)].join(' | ')}`)
+  t.equal(ended(run2After), ended(run2), 'run 2 is still succeeded after the host rejoined, every job on the attempt it ended with (its old copy of a job changed nothing)')
 
-  t.comment(`times: new leader ${newLeaderAt - cutAt} ms after the cut; NATS routes back ${natsRejoinMs} ms, JetStream current ${jsCurrent ? `${jsCurrentMs} ms` : 'not within 15 s'} and three active agents ${rejoinMs} ms after the restore; whole test ${Date.now() - testStart} ms`)
+  t.comment(`times: old leader stepped down ${logTime(stepDown) - cutAt} ms, new leader serving ${newLeaderAt - cutAt} ms, run 2 ended ${run2EndAt - cutAt} ms after the cut; NATS routes back ${natsRejoinMs} ms, JetStream current ${jsCurrent ? `${jsCurrentMs} ms` : 'not within 15 s'} and three active agents ${rejoinMs} ms after the restore; whole test ${Date.now() - testStart} ms`)
 })
