@@ -234,6 +234,8 @@ export class Scheduler {
   }
 
   decline(offerIds: string[], filters?: Filters): Promise<void> {
+    // nothing to decline: no call (the master refuses a DECLINE of no offers)
+    if (offerIds.length === 0) return Promise.resolve()
     for (const id of offerIds) this.heldOffers.delete(id)
     return this.call('DECLINE', { offerIds, ...(filters ? { filters } : {}) })
   }

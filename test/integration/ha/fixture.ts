@@ -260,8 +260,11 @@ export function contradictedReconciliation(fw: RecordingFramework): string[] {
   fw.updates.forEach((u, i) => {
     if (u.reason !== 'RECONCILIATION' || u.uuid !== undefined || !isTerminal(u.state)) return
     // the same end told twice (reconciliation first, the agent's stored update after) is the truth
-    // told early; a contradiction is a task said ended that then runs, or ends otherwise
-    const later = fw.updates.slice(i + 1).find((x) => x.taskId === u.taskId && x.uuid !== undefined && ranStates.has(x.state) && x.state !== u.state)
+    // told early, and so is the task's history sent before that answer and delivered after it
+    // (JetStream catching up); a contradiction is a task said ended that runs after the answer was
+    // given, or ends otherwise
+    const later = fw.updates.slice(i + 1).find((x) => x.taskId === u.taskId && x.uuid !== undefined && ranStates.has(x.state) && x.state !== u.state &&
+      (isTerminal(x.state) || x.timestamp > u.timestamp))
     if (later) out.push(`${u.taskId}: told ${u.state} (${u.message ?? ''}) by reconciliation, then ${later.state} from the ${later.source ?? '?'}`)
   })
   return out
