@@ -51,7 +51,7 @@ const LOG_LOSS = 'output of jobs that ran while the NATS cluster stalled after t
 
 const skip = netnsUnavailable()
 
-// 105-140 s here (the NATS stall after the cut alone is 12-45 s), more on a loaded 2-core CI
+// 105-155 s here (the NATS stall after the cut alone is 12-45 s), more on a loaded 2-core CI
 // machine running another file beside it: past the suite's 180 s per-file timeout, so 300 s.
 t.setTimeout(300_000)
 
