@@ -28,7 +28,7 @@ import { CheckoutAborted, WORKSPACE_DIR, WORKSPACE_MOUNT, checkoutCommit } from 
 import { LABEL_AGENT, LABEL_FRAMEWORK, LABEL_TASK } from './containerizer/labels.js'
 import { SIDECARS_NEED_DOCKER } from './containerizer/process.js'
 import type { Containerizer, ExitInfo, OutputSink, RunningContainer } from './containerizer/types.js'
-import { TaskText } from './task-output.js'
+import { OutputPublisher, TaskText } from './task-output.js'
 import { checkWorkspacePath, restoreCache, saveArtifacts, saveCache, type SaveResult } from './workspace-store.js'
 import { Volumes, checkVolumes } from './volumes.js'
 import { OversubscriptionController, PREEMPTED, type ObservedTask, type OversubscriptionOptions } from './oversubscription/index.js'
@@ -86,6 +86,8 @@ interface LiveTask {
   outputSeq: number
   /** Writes out what the output's decoder and masker still hold (set by outputSink). */
   endOutput?: () => void
+  /** Stores the task's output in JetStream (streamOutput), in order, retried until stored. */
+  output?: OutputPublisher
   /** The task's cache key was found and restored (its cache is then not saved again). */
   cacheRestored?: boolean
   /** Aborts a cache restore or a save in progress (a kill). */
@@ -108,6 +110,8 @@ const MAX_MESSAGE = 8192
 /** How long, and how many, ended tasks an agent keeps reporting after their end was stored. */
 const ENDED_RETENTION_MS = 120_000
 const ENDED_MAX = 10_000
+/** How long a task's end waits for its output to be stored in JetStream (a stall of the stream). */
+const OUTPUT_FLUSH_MS = 30_000
 
 const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u0000${taskId}`
 
@@ -268,6 +272,8 @@ export class Agent {
     this.disk.stop()
     this.sub?.unsubscribe()
     this.leaderSub?.unsubscribe()
+    // output not stored yet stays in the sandbox files (a restarted agent does not publish it again)
+    for (const t of this.tasks.values()) t.output?.close()
     // let updates in flight be stored, for a bounded time: those still being checkpointed are
     // handed to the sender first
     let timer: NodeJS.Timeout | undefined
@@ -526,8 +532,9 @@ export class Agent {
         t.logs = files
       }
       files[which].write(data)
-      if (stream) this.nc.publish(stream, encode({ taskId: info.taskId, stream: which, seq: t.outputSeq++, data }))
+      t.output?.push(which, data)
     }
+    if (stream) t.output = new OutputPublisher(this.publisher, stream, info.taskId, () => t.outputSeq++, this.log)
     t.endOutput = () => {
       write('stdout', text.stdout.end())
       write('stderr', text.stderr.end())
@@ -577,6 +584,12 @@ export class Agent {
       }
     }
     t.endOutput?.()
+    // the end is reported once the output is stored (the log then has all of it), or given up
+    // on after a while (it stays in the sandbox files)
+    if (t.output && !(await t.output.flush(OUTPUT_FLUSH_MS))) {
+      this.log.warn({ taskId: t.info.taskId }, `task output not all stored after ${OUTPUT_FLUSH_MS / 1000} s: its end is reported anyway`)
+    }
+    t.output?.close()
     this.update(t, end.state, end.extra)
     this.cleanup(t)
   }
