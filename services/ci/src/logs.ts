@@ -7,6 +7,7 @@
 import type { NatsConnection, ObjectStore } from 'nats'
 import { nanos } from 'nats'
 import { Buckets, OutputChunk, Streams, Subjects, decode } from '../../../shared/protocol/index.js'
+import { RegattaError } from '../../../shared/errors/index.js'
 import type { AttemptRecord } from './machines/index.js'
 
 export interface ReadOptions {
@@ -26,9 +27,20 @@ export async function* taskOutput(nc: NatsConnection, frameworkId: string, taskI
   const messages = await consumer.consume({ max_messages: 256 })
   const stop = (): void => void messages.close()
   o.signal?.addEventListener('abort', stop, { once: true })
+  // a read of what is stored (not a follow) never waits long for the next message: while the
+  // stream is unavailable (a NATS node cut off, a leader being elected) it fails rather than hang
+  let stalled = false
+  let idle: NodeJS.Timeout | undefined
+  const arm = (): void => {
+    if (o.follow) return
+    clearTimeout(idle)
+    idle = setTimeout(() => { stalled = true; stop() }, READ_STALL_MS)
+  }
   try {
     if (o.signal?.aborted) return
+    arm()
     for await (const m of messages) {
+      arm()
       try {
         yield decode(OutputChunk, m.data, 'output chunk')
       } catch {
@@ -36,19 +48,26 @@ export async function* taskOutput(nc: NatsConnection, frameworkId: string, taskI
       }
       if (!o.follow && m.info.pending === 0) return
     }
+    if (stalled) throw new RegattaError('TIMEOUT', `the output of task ${taskId} could not be read: JetStream gave nothing for ${READ_STALL_MS / 1000} s (is the output stream available?)`)
   } finally {
+    clearTimeout(idle)
     o.signal?.removeEventListener('abort', stop)
     await messages.close().catch(() => undefined)
   }
 }
+
+/** How long a read of a task's stored output waits for the next message before it fails. */
+const READ_STALL_MS = 10_000
 
 async function hasOutput(nc: NatsConnection, subject: string): Promise<boolean> {
   const jsm = await nc.jetstreamManager()
   try {
     await jsm.streams.getMessage(Streams.output, { last_by_subj: subject })
     return true
-  } catch {
-    return false
+  } catch (err) {
+    // none stored is no output; a stream that does not answer is not "no output"
+    if (/no message found|not found/i.test((err as Error).message)) return false
+    throw RegattaError.from(err)
   }
 }
 

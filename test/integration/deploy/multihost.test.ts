@@ -293,7 +293,7 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
   const finished = (r: RunView): boolean => ['succeeded', 'failed', 'cancelled', 'error'].includes(r.state)
   /** A job's log, attempt by attempt (the log route marks each with `::regatta attempt N` when there are several). */
   const attemptLogs = async (run: RunView, jobId: string): Promise<string[]> => {
-    const r = await lab.fetch(ciHost.net, `${ciUrl}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent(jobId)}/log`, { headers: AUTH, timeoutMs: 5_000 })
+    const r = await lab.fetch(ciHost.net, `${ciUrl}/api/v1/runs/${run.runId}/jobs/${encodeURIComponent(jobId)}/log`, { headers: AUTH, timeoutMs: 20_000 })
     const parts = r.body.split(/^::regatta attempt \d+\n/m)
     return parts.length > 1 ? parts.slice(1) : parts
   }
@@ -379,9 +379,11 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
     t.same(run2.jobs.map((j) => j.state), ['succeeded', 'succeeded', 'succeeded'], 'every job of run 2 succeeded: none lost')
     const noLog: string[] = []
     for (const j of run2.jobs) {
-      const log = await lab.fetch(ciHost.net, `${ciUrl}/api/v1/runs/${run2.runId}/jobs/${encodeURIComponent(j.id)}/log`, { headers: AUTH })
+      // a log read goes to the object store, then the stream: slow while JetStream is stalled
+      const log = await lab.fetch(ciHost.net, `${ciUrl}/api/v1/runs/${run2.runId}/jobs/${encodeURIComponent(j.id)}/log`, { headers: AUTH, timeoutMs: 20_000 })
       if (!/done/.test(log.body)) noLog.push(`${j.id} (${log.status} ${log.error ?? JSON.stringify(log.body.slice(-80))})`)
     }
+    if (noLog.length) t.comment(`jobs of run 2 without their whole log: ${noLog.join('; ')}`)
     t.same(noLog, [], 'every job of run 2 has its whole log', { todo: noLog.length ? LOG_LOSS : false })
     const run3Hosts = await Promise.all(run3.jobs.map(async (j) => hostOfAgent(await agentOfJob(run3, j.id))))
     if (run3Hosts.some((h) => h.startsWith('unknown'))) t.comment(`run 3's logs do not say where its jobs ran (${LOG_LOSS})`)
