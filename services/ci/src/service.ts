@@ -8,7 +8,7 @@ import { createActor, type Actor } from 'xstate'
 import { Buckets, CiLeaderCall, CiLeaderReply, ClusterState, Subjects, isTerminal, wasPreempted, type Offer, type ResourceRequest, type TaskStatus } from '../../../shared/protocol/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { Scheduler } from '../../../shared/scheduler/index.js'
-import { LeaderLease, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
+import { LeaderLease, kvKeys, request, requestWithRetry, serve } from '../../../shared/nats/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import {
@@ -328,7 +328,7 @@ export class CiService {
   private async resumeRuns(): Promise<void> {
     const kv = this.kv!
     const keys: string[] = []
-    for await (const k of await kv.keys('run.>')) keys.push(k)
+    keys.push(...await kvKeys(this.nc, RUNS_BUCKET, 'run.>'))
     const now = this.clock.now()
     for (const k of keys) {
       const e = await kv.get(k)
@@ -479,7 +479,7 @@ export class CiService {
   async list(limit = 100): Promise<RunDocument[]> {
     const out: RunDocument[] = []
     const keys: string[] = []
-    for await (const k of await this.kv!.keys('run.>')) keys.push(k)
+    keys.push(...await kvKeys(this.nc, RUNS_BUCKET, 'run.>'))
     keys.sort().reverse()
     for (const k of keys.slice(0, limit)) {
       const doc = await this.get(k.slice('run.'.length))

@@ -1,0 +1,37 @@
+// kvKeys lists a KV bucket's keys from one stream info request: it answers at once even while
+// the bucket is written without pause (nats.js's kv.keys() follows a consumer until nothing is
+// pending, and a GET /api/v1/runs under a stream of run updates once waited on it for minutes).
+import t from 'tap'
+import { kvKeys } from '../../../shared/nats/index.js'
+import { startNatsServer } from '../../helpers/nats-server.js'
+
+t.test('Checks that kvKeys lists the keys under a filter at once while the bucket is being written, deleted keys included', async (t) => {
+  const server = await startNatsServer()
+  t.teardown(() => server.stop())
+  const nc = await server.connect()
+  t.teardown(() => nc.close())
+  const kv = await nc.jetstream().views.kv('kv-keys-test', { history: 1 })
+  for (let i = 0; i < 200; i++) await kv.put(`run.r${String(i).padStart(3, '0')}`, new TextEncoder().encode(`{"n":${i}}`))
+  await kv.put('other.x', new TextEncoder().encode('{}'))
+  await kv.delete('run.r007')
+
+  // a writer that never pauses: every key written again and again
+  let writing = true
+  const writer = (async () => {
+    for (let i = 0; writing; i++) await kv.put(`run.r${String(i % 200).padStart(3, '0')}`, new TextEncoder().encode(`{"n":${i}}`))
+  })()
+  t.teardown(async () => { writing = false; await writer })
+  await new Promise((r) => setTimeout(r, 200))
+
+  const started = Date.now()
+  const keys = await kvKeys(nc, 'kv-keys-test', 'run.>')
+  const took = Date.now() - started
+  writing = false
+  await writer
+  t.ok(took < 2_000, `answered in ${took} ms while the bucket was being written`)
+  t.equal(keys.length, 200, 'every run key (the deleted one too, as a marker)')
+  t.notOk(keys.includes('other.x'), 'only keys under the filter')
+  t.same(keys.filter((k) => !/^run\.r\d{3}$/.test(k)), [], 'keys as written')
+  t.same(await kvKeys(nc, 'kv-keys-test', 'nothing.>'), [], 'an empty list for a filter with no keys')
+  await t.rejects(kvKeys(nc, 'no-such-bucket'), 'a missing bucket is an error, not an empty list')
+})
