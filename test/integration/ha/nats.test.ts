@@ -21,11 +21,12 @@ await ensureBusyboxImage()
 
 const AGENT_RESOURCES = 'cpus:2;mem:2048;disk:10000;ports:[31000-31100]'
 /**
- * A replicated stream is unavailable ~5 s while it elects a leader; agents retry storing with a
- * doubling backoff meanwhile (up to ~3 s between tries). A consumer that stalls until its pull
- * expires (~30 s) is what this bound catches.
+ * A replicated stream is unavailable ~5 s while it elects a leader (19 s was seen with the
+ * multi-host test loading both cores); agents retry storing with a doubling backoff meanwhile (up
+ * to ~5 s between tries). A consumer that stalls until its pull expires (~30 s, after the
+ * election) is what this bound catches.
  */
-const MAX_DELIVERY_LAG_MS = 15_000
+const MAX_DELIVERY_LAG_MS = 25_000
 
 /**
  * Launches a task as a framework would through a failover: on an offer it holds or gets; when
