@@ -9,6 +9,7 @@ import { RegattaError, isWireError } from '../errors/index.js'
 import { decode, encode, validate } from '../protocol/codec.js'
 import { Consumers, Streams, Subjects } from '../protocol/subjects.js'
 import { requesterFor } from './requester.js'
+export { openKv } from './kv.js'
 import { inboxPrefixFor } from './auth.js'
 import type { Logger } from '../log/index.js'
 
@@ -309,3 +310,4 @@ export async function kvKeys(nc: NatsConnection, bucket: string, filter = '>'): 
   const info = await (await nc.jetstreamManager()).streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` })
   return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length))
 }
+

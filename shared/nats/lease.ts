@@ -5,6 +5,7 @@ import type { KV, NatsConnection } from 'nats'
 import type { Clock, Timer } from '../clock/index.js'
 import { systemClock } from '../clock/index.js'
 import type { Logger } from '../log/index.js'
+import { openKv } from './kv.js'
 
 export interface LeaseHolder {
   id: string
@@ -59,8 +60,7 @@ export class LeaderLease {
   }
 
   async start(): Promise<void> {
-    const js = this.o.nc.jetstream()
-    this.kv = await js.views.kv(this.o.bucket, { ttl: this.o.ttlMs, history: 1, replicas: this.o.replicas ?? 1 })
+    this.kv = await openKv(this.o.nc, this.o.bucket, { ttl: this.o.ttlMs, history: 1, replicas: this.o.replicas ?? 1 })
     await this.tick()
     // Contend or refresh several times per TTL: expiry makes no watch event on nats-server 2.9.
     this.timer = this.clock.setInterval(() => void this.tick(), Math.max(50, Math.floor(this.o.ttlMs / 4)))

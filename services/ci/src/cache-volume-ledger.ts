@@ -4,6 +4,7 @@
 // in an offer with no record (made before this ledger, or its record lost) counts from then.
 import type { KV, NatsConnection } from 'nats'
 import type { Logger } from '../../../shared/log/index.js'
+import { openKv } from '../../../shared/nats/kv.js'
 
 export const CACHE_VOLUMES_BUCKET = 'regatta-cache-volumes'
 
@@ -25,7 +26,7 @@ export class CacheVolumeLedger {
   private constructor(private readonly kv: KV, private readonly log: Logger) {}
 
   static async open(nc: NatsConnection, log: Logger, replicas = 1): Promise<CacheVolumeLedger> {
-    return new CacheVolumeLedger(await nc.jetstream().views.kv(CACHE_VOLUMES_BUCKET, { history: 1, replicas }), log)
+    return new CacheVolumeLedger(await openKv(nc, CACHE_VOLUMES_BUCKET, { history: 1, replicas }), log)
   }
 
   /** Reads every record (a new leader starts from what the last one wrote). */

@@ -18,6 +18,7 @@ import { SecretStore } from './secrets.js'
 import { LogArchive } from './logs.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { parseSecretsKey } from '../../../shared/secrets/index.js'
+import { openKv } from '../../../shared/nats/kv.js'
 
 export const DELIVERIES_BUCKET = 'regatta-deliveries'
 
@@ -29,7 +30,7 @@ export class KvDeliveryLog implements DeliveryLog {
   private constructor(private readonly kv: KV) {}
 
   static async open(nc: NatsConnection, replicas = 1): Promise<KvDeliveryLog> {
-    return new KvDeliveryLog(await nc.jetstream().views.kv(DELIVERIES_BUCKET, { ttl: 24 * 3600_000, history: 1, replicas }))
+    return new KvDeliveryLog(await openKv(nc, DELIVERIES_BUCKET, { ttl: 24 * 3600_000, history: 1, replicas }))
   }
 
   async seen(id: string): Promise<boolean> {

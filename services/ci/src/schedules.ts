@@ -9,6 +9,7 @@ import type { Logger } from '../../../shared/log/index.js'
 import { systemClock, type Clock, type Timer } from '../../../shared/clock/index.js'
 import { manualTrigger } from './manual.js'
 import type { Trigger } from './trigger.js'
+import { openKv } from '../../../shared/nats/kv.js'
 
 export const SCHEDULES_BUCKET = 'regatta-schedules'
 export const TICKS_BUCKET = 'regatta-schedule-ticks'
@@ -39,9 +40,8 @@ export class Schedules {
   }
 
   async open(): Promise<void> {
-    const js = this.nc.jetstream()
-    this.entries = await js.views.kv(SCHEDULES_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
-    this.ticks = await js.views.kv(TICKS_BUCKET, { history: 1, ttl: 7 * 24 * 3600_000, replicas: this.o.replicas ?? 1 })
+    this.entries = await openKv(this.nc, SCHEDULES_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
+    this.ticks = await openKv(this.nc, TICKS_BUCKET, { history: 1, ttl: 7 * 24 * 3600_000, replicas: this.o.replicas ?? 1 })
     this.timer = this.clock.setInterval(() => void this.check().catch((err: Error) => this.log.warn({ err: err.message }, 'schedule check failed')), this.o.intervalMs ?? 15_000)
   }
 

@@ -7,6 +7,7 @@ import { RegattaError } from '../../../shared/errors/index.js'
 import { serve } from '../../../shared/nats/index.js'
 import { openSecret, sealSecret, type SealedSecret } from '../../../shared/secrets/index.js'
 import type { Logger } from '../../../shared/log/index.js'
+import { openKv } from '../../../shared/nats/kv.js'
 
 interface StoredSecret {
   sealed: SealedSecret
@@ -31,7 +32,7 @@ export class SecretStore {
 
   /** Opens the bucket and answers `regatta secrets` calls (one CI replica answers each). */
   async start(): Promise<void> {
-    this.kv = await this.o.nc.jetstream().views.kv(Buckets.secrets, { history: 1, replicas: this.o.replicas ?? 1 })
+    this.kv = await openKv(this.o.nc, Buckets.secrets, { history: 1, replicas: this.o.replicas ?? 1 })
     this.sub = serve(this.o.nc, Subjects.ciSecrets, SecretsCall, (call) => this.handle(call), { queue: 'regatta-ci', logger: this.o.logger })
   }
 

@@ -26,6 +26,7 @@ import { withCommit } from './repo.js'
 import type { Trigger } from './trigger.js'
 import type { ResolvedSecrets, SecretStore } from './secrets.js'
 import type { LogArchive } from './logs.js'
+import { openKv } from '../../../shared/nats/kv.js'
 
 export const RUNS_BUCKET = 'regatta-runs'
 export const CI_FRAMEWORK_ID = 'regatta-ci'
@@ -196,7 +197,7 @@ export class CiService {
    * the holder, and takes over when the holder's lease lapses.
    */
   async start(): Promise<void> {
-    this.kv = await this.nc.jetstream().views.kv(RUNS_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
+    this.kv = await openKv(this.nc, RUNS_BUCKET, { history: 1, replicas: this.o.replicas ?? 1 })
     this.volumeLedger = await CacheVolumeLedger.open(this.nc, this.log, this.o.replicas ?? 1)
     this.lease = new LeaderLease({
       nc: this.nc, bucket: Buckets.ciLeader, ttlMs: this.o.leaseTtlMs ?? 5_000, holderId: this.id, replicas: this.o.replicas ?? 1,

@@ -6,6 +6,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { AgentInfo, FrameworkInfo, Buckets, Resource, validate } from '../../../shared/protocol/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import type { RoleConfig } from './allocator/types.js'
+import { openKv } from '../../../shared/nats/kv.js'
 
 export const AgentRecord = Type.Object({
   info: AgentInfo,
@@ -61,7 +62,7 @@ export class Registry {
   ) {}
 
   async open(): Promise<void> {
-    this.kv ??= await this.nc.jetstream().views.kv(Buckets.registry, { history: 1, replicas: this.replicas })
+    this.kv ??= await openKv(this.nc, Buckets.registry, { history: 1, replicas: this.replicas })
   }
 
   async load(): Promise<RegistryContents> {

@@ -5,13 +5,14 @@ import { Buckets, decode, encode, idToken, validate } from '../../../shared/prot
 import { PoolPolicy, checkPoolPolicy } from '../../../shared/protocol/pool.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import type { Logger } from '../../../shared/log/index.js'
+import { openKv } from '../../../shared/nats/kv.js'
 
 export class PoolStore {
   private constructor(private readonly kv: KV) {}
 
   /** Opens the bucket (creating it, with `replicas` copies, when it does not exist). */
   static async open(nc: NatsConnection, replicas = 1): Promise<PoolStore> {
-    return new PoolStore(await nc.jetstream().views.kv(Buckets.pools, { history: 5, replicas }))
+    return new PoolStore(await openKv(nc, Buckets.pools, { history: 5, replicas }))
   }
 
   async get(pool: string): Promise<PoolPolicy | undefined> {

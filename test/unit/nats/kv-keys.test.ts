@@ -35,3 +35,20 @@ t.test('Checks that kvKeys lists the keys under a filter at once while the bucke
   t.same(await kvKeys(nc, 'kv-keys-test', 'nothing.>'), [], 'an empty list for a filter with no keys')
   await t.rejects(kvKeys(nc, 'no-such-bucket'), 'a missing bucket is an error, not an empty list')
 })
+
+t.test('Checks that openKv opens a new bucket from many connections at once (the losers of the race to make it open it)', async (t) => {
+  const { openKv } = await import('../../../shared/nats/index.js')
+  const server = await startNatsServer()
+  t.teardown(() => server.stop())
+  const conns = await Promise.all(Array.from({ length: 6 }, () => server.connect()))
+  t.teardown(() => Promise.all(conns.map((c) => c.close())))
+  for (let round = 0; round < 40; round++) {
+    const bucket = `race-${round}`
+    const opened = await Promise.allSettled(conns.map((c) => openKv(c, bucket, { history: 1 })))
+    const failed = opened.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason))
+    t.same(failed, [], `${bucket}: all ${conns.length} opened it`)
+    const kv = (opened[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof openKv>>>).value
+    await kv.put('k', new TextEncoder().encode('v'))
+    t.equal((await (opened[5] as PromiseFulfilledResult<Awaited<ReturnType<typeof openKv>>>).value.get('k'))?.string(), 'v', `${bucket}: one bucket, seen by all`)
+  }
+})

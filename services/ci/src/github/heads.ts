@@ -14,6 +14,7 @@ import type { KV, KvEntry, NatsConnection } from 'nats'
 import type { Logger } from '../../../../shared/log/index.js'
 import { systemClock, type Clock } from '../../../../shared/clock/index.js'
 import type { Repository, Trigger } from '../trigger.js'
+import { openKv } from '../../../../shared/nats/kv.js'
 
 export const HEADS_BUCKET = 'regatta-github-heads'
 export const CLAIMS_BUCKET = 'regatta-github-claims'
@@ -85,10 +86,9 @@ export class HeadLedger implements HeadClaims {
   }
 
   static async open(o: HeadLedgerOptions): Promise<HeadLedger> {
-    const js = o.nc.jetstream()
     const replicas = o.replicas ?? 1
-    const heads = await js.views.kv(HEADS_BUCKET, { history: 1, replicas })
-    const claims = await js.views.kv(CLAIMS_BUCKET, { history: 1, replicas, ttl: o.claimTtlMs ?? 30 * 24 * 3600_000 })
+    const heads = await openKv(o.nc, HEADS_BUCKET, { history: 1, replicas })
+    const claims = await openKv(o.nc, CLAIMS_BUCKET, { history: 1, replicas, ttl: o.claimTtlMs ?? 30 * 24 * 3600_000 })
     return new HeadLedger(heads, claims, o)
   }
 
