@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs and starts what `npm start` and `npm test` need on a fresh Debian machine:
 # npm packages, nats-server, a Docker engine (started when none answers), busybox-static
-# (to build a local build image without a registry) and chromium (web UI tests).
+# (to build a local build image without a registry), iproute2 (the multi-host test's network
+# namespaces), git and openssl (checkouts; the TLS tests' CA) and chromium (web UI tests).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -18,6 +19,8 @@ command -v nats-server >/dev/null || missing+=(nats-server)
 command -v dockerd >/dev/null || missing+=(docker.io)
 [ -x /bin/busybox ] || missing+=(busybox-static)
 command -v ip >/dev/null || missing+=(iproute2)
+command -v git >/dev/null || missing+=(git)
+command -v openssl >/dev/null || missing+=(openssl)
 if [ "${REGATTA_SETUP_BROWSER:-1}" = 1 ] && [ "${npm_lifecycle_event:-}" = pretest ]; then
   command -v chromium >/dev/null || missing+=(chromium)
 fi

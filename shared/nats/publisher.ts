@@ -42,3 +42,27 @@ export class JetStreamPublisher {
     // the requester belongs to the connection and ends with it
   }
 }
+
+/**
+ * Publishes until JetStream stores it, retrying under the same message id (de-duplicated) with a
+ * doubling delay (100 ms to 5 s). Gives up, with the last error, once `stopped()` holds: no
+ * attempt is made after that (a deposed master's update, a closed task's output).
+ */
+export async function publishUntilStored(
+  publisher: JetStreamPublisher, subject: string, data: Uint8Array, msgId: string,
+  o: { stopped(): boolean; onRetry(err: Error): void },
+): Promise<{ stored: true } | { stored: false; err: Error }> {
+  let delay = 100
+  for (;;) {
+    try {
+      await publisher.publish(subject, data, msgId)
+      return { stored: true }
+    } catch (err) {
+      if (o.stopped()) return { stored: false, err: err as Error }
+      o.onRetry(err as Error)
+      await new Promise((r) => setTimeout(r, delay))
+      delay = Math.min(delay * 2, 5_000)
+      if (o.stopped()) return { stored: false, err: new RegattaError('NO_RESPONDERS', `stopped before ${subject} was stored`) }
+    }
+  }
+}

@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto'
 import { Subjects, encode, type TaskStatus } from '../protocol/index.js'
 import { RegattaError } from '../errors/index.js'
 import type { Logger } from '../log/index.js'
-import type { JetStreamPublisher } from './publisher.js'
+import { publishUntilStored, type JetStreamPublisher } from './publisher.js'
 
 const MAX_BATCH = 500
 
@@ -62,26 +62,14 @@ export class StatusUpdateSender {
       const batch = q.splice(0, MAX_BATCH)
       const msgId = randomUUID()
       const data = encode({ updates: batch.map((b) => b.status) })
-      let delay = 100
-      for (;;) {
-        try {
-          await this.publisher.publish(subject, data, msgId)
-          for (const b of batch) b.resolve()
-          break
-        } catch (err) {
-          if (this.stopped) {
-            for (const b of batch) b.reject(err as Error)
-            break
-          }
-          this.log.warn({ err: (err as Error).message, subject, updates: batch.length }, 'status updates not stored yet; retrying')
-          await new Promise((r) => setTimeout(r, delay))
-          delay = Math.min(delay * 2, 5_000)
-          // closed while waiting: no further attempt (a deposed master's update must not land late)
-          if (this.stopped) {
-            for (const b of batch) b.reject(new RegattaError('NO_RESPONDERS', 'status update sender closed'))
-            break
-          }
-        }
+      // once closed, no further attempt (a deposed master's update must not land late)
+      const r = await publishUntilStored(this.publisher, subject, data, msgId, {
+        stopped: () => this.stopped,
+        onRetry: (err) => this.log.warn({ err: err.message, subject, updates: batch.length }, 'status updates not stored yet; retrying'),
+      })
+      for (const b of batch) {
+        if (r.stored) b.resolve()
+        else b.reject(r.err)
       }
     }
     this.busy.delete(subject)

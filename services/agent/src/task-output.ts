@@ -4,7 +4,7 @@
 import { StringDecoder } from 'node:string_decoder'
 import { SecretMasker } from '../../../shared/secrets/index.js'
 import { encode } from '../../../shared/protocol/index.js'
-import type { JetStreamPublisher } from '../../../shared/nats/publisher.js'
+import { publishUntilStored, type JetStreamPublisher } from '../../../shared/nats/publisher.js'
 import type { Logger } from '../../../shared/log/index.js'
 
 export class TaskText {
@@ -76,24 +76,15 @@ export class OutputPublisher {
   }
 
   private async send(): Promise<void> {
-    let delay = 100
     while (this.queue.length > 0 && !this.closed) {
       const m = this.queue[0]!
       const seq = this.nextSeq()
       const body = encode({ taskId: this.taskId, stream: m.stream, seq, data: m.data })
-      for (;;) {
-        try {
-          await this.publisher.publish(this.subject, body, `${this.taskId}:${seq}`)
-          delay = 100
-          break
-        } catch (err) {
-          if (this.closed) return
-          this.log.warn({ err: (err as Error).message, taskId: this.taskId, waiting: this.queue.length }, 'task output not stored yet; retrying')
-          await new Promise((r) => setTimeout(r, delay))
-          delay = Math.min(delay * 2, 5_000)
-          if (this.closed) return
-        }
-      }
+      const r = await publishUntilStored(this.publisher, this.subject, body, `${this.taskId}:${seq}`, {
+        stopped: () => this.closed,
+        onRetry: (err) => this.log.warn({ err: err.message, taskId: this.taskId, waiting: this.queue.length }, 'task output not stored yet; retrying'),
+      })
+      if (!r.stored) return
       this.queue.shift()
     }
   }
