@@ -210,6 +210,8 @@ export function serve<T extends TSchema>(
     ...(options.queue ? { queue: options.queue } : {}),
     callback: (err, m) => {
       if (!err) handle(m)
+      // the server refused the subscription (permissions): nothing will ever arrive on it
+      else if (isPermissionsViolation(err)) options.logger.error({ subject, err: err.message }, 'the NATS server refused this subscription (its user may not subscribe here)')
     },
   })
   const reply = (m: Msg, body: unknown): void => {

@@ -186,7 +186,7 @@ const REQUEST_ALL_SCRIPT = `
 import { connect, createInbox } from 'nats'
 const [url, subject, waitMs] = process.argv.slice(1)
 const auth = process.env.REGATTA_NATS_USER ? { user: process.env.REGATTA_NATS_USER, pass: process.env.REGATTA_NATS_PASSWORD ?? '' } : {}
-const nc = await connect({ servers: url, name: 'netns-probe', timeout: 3000, ...auth })
+const nc = await connect({ servers: url, name: 'netns-probe', timeout: 10000, ...auth })
 const inbox = createInbox()
 const replies = []
 // an empty message with a 503 status is NATS's "no responders", not a reply

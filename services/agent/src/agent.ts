@@ -224,6 +224,7 @@ export class Agent {
     await mkdir(this.o.workDir, { recursive: true })
     this.id = this.o.id ?? await this.loadOrCreateId()
     this.log = this.o.logger.child({ agentId: this.id })
+    await this.checkCommandSubject()
     await this.checkpoints.init()
     await this.recover()
     // after recovery: what the recovered tasks do not own is left over from before the restart
@@ -251,6 +252,23 @@ export class Agent {
     await this.register()
     this.scheduleHeartbeat()
     this.oversubscription?.start()
+  }
+
+  /**
+   * Fails at start, with what to do, when the NATS server refuses this agent its command
+   * subject: its NATS user was made for another agent id, and the agent would register and
+   * then never hear a command. The server answers a refused subscription before the PONG
+   * of the flush that follows it.
+   */
+  private async checkCommandSubject(): Promise<void> {
+    const subject = Subjects.agentCommand(this.id)
+    const probe = this.nc.subscribe(subject, { callback: () => undefined })
+    await this.nc.flush()
+    if (!probe.isClosed()) {
+      probe.unsubscribe()
+      return
+    }
+    throw new RegattaError('INVALID_CONFIG', `the NATS server refuses agent ${this.id} its command subject ${subject}: its NATS user was made for another agent id; run the agent with the id its user was made for (--id / REGATTA_AGENT_ID)`)
   }
 
   async stop(): Promise<void> {

@@ -125,7 +125,13 @@ export async function runAgent(o: AgentRunOptions): Promise<RunningAgent> {
     ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}),
     ...o.disk,
   })
-  await agent.start()
+  try {
+    await agent.start()
+  } catch (err) {
+    // nothing registered yet: leave no connection holding the process open
+    await nc.close().catch(() => undefined)
+    throw err
+  }
   logger.info({ agentId: agent.id, containerizer: kind, workDir, oversubscription: o.oversubscription ?? false, disk: o.disk ?? {} }, 'agent started')
   return {
     agent,

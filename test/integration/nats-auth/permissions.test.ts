@@ -18,6 +18,7 @@ import { RecordingFramework, fastMasterConfig, shellTask } from '../../helpers/c
 import { LogArchive, taskOutput, taskOutputText } from '../../../services/ci/src/logs.js'
 import { waitUntil } from '../../helpers/wait.js'
 import { startSecureNats, until, violations, type SecureNats } from './secure-nats.js'
+import { regatta } from '../../helpers/cli.js'
 
 const users = devUsers({ agentIds: ['a1', 'a2'], frameworkIds: ['fw1', 'fw2'], ciFrameworkId: 'regatta-ci' })
 const as = (name: string): NatsUser => users.find((u) => u.user === name)!
@@ -202,4 +203,33 @@ t.test('Checks that a wrong password, an unknown user and no credentials are ref
   const state = await request(nc, Subjects.masterState, {}, ClusterState, 3_000)
   t.ok(Array.isArray(state.agents), 'connected with the URL\'s credentials')
   await nc.close()
+})
+
+t.test('Checks that an agent run with an id its NATS user was not made for stops at start, saying what to set, and never registers', async (t) => {
+  // in-process: start() rejects before registering
+  const nc = await nats.connectAs(as('agent-a1'), 'agent-wrong-id')
+  const dir = await mkdtemp(join(tmpdir(), 'regatta-auth-wrong-id-'))
+  t.teardown(async () => {
+    await nc.close().catch(() => undefined)
+    await rm(dir, { recursive: true, force: true })
+  })
+  const agent = new Agent({
+    nc, id: 'a2', workDir: dir, pool: 'default', resources: parseResources('cpus:1;mem:256;disk:100'),
+    attributes: {}, containerizer: new ProcessContainerizer({ logger: silentLogger(), limits: false }), logger: silentLogger(),
+    defaultImage: 'regatta/busybox:latest',
+  })
+  await t.rejects(agent.start(), { code: 'INVALID_CONFIG', message: /refuses agent a2 its command subject .*--id \/ REGATTA_AGENT_ID/ })
+  const op = await nats.connectAs(as('operator'))
+  t.teardown(() => op.close())
+  const state = await request(op, Subjects.masterState, {}, ClusterState, 3_000)
+  t.notOk(state.agents.some((a) => a.id === 'a2'), 'no agent a2 registered')
+
+  // as users run it: `regatta agent` exits 2 with the message on stderr, and does not hang
+  const u = as('agent-a1')
+  const run = await regatta(['agent', '--nats', nats.url, '--containerizer', 'process', '--work-dir', join(dir, 'cli'), '--resources', 'cpus:1;mem:256;disk:100'], {
+    env: { REGATTA_NATS_USER: u.user, REGATTA_NATS_PASSWORD: u.password, REGATTA_AGENT_ID: 'a2' },
+    timeoutMs: 30_000,
+  })
+  t.equal(run.code, 2, `regatta agent exited 2 (${run.code ?? run.signal}, after ${run.ms} ms)`)
+  t.match(run.stderr, /^regatta: the NATS server refuses agent a2 its command subject regatta\.agent\.a2\.cmd: .*REGATTA_AGENT_ID/, 'and said why, and what to set')
 })
