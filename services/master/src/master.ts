@@ -734,7 +734,7 @@ export class Master {
     this.cluster.filters.push({ frameworkId, agentId, resources, until: now + seconds * 1000 })
   }
 
-  private accept(f: FrameworkEntry, c: Extract<Call, { type: 'ACCEPT' }>): CallReply {
+  private async accept(f: FrameworkEntry, c: Extract<Call, { type: 'ACCEPT' }>): Promise<CallReply> {
     const now = this.clock.now()
     const offers: Offer[] = []
     for (const id of c.offerIds) {
@@ -761,9 +761,14 @@ export class Master {
     const agent = this.cluster.agents.get(agentId)
     let pool = offers.reduce((acc, o) => add(acc, o.resources), [] as Offer['resources'])
     const launched: TaskInfo[] = []
+    const stores: Array<Promise<boolean>> = []
     for (const [index, op] of c.operations.entries()) {
       if (op.type !== 'LAUNCH') {
-        if (agent) pool = this.reservations.apply(f, offers, op, index, pool)
+        if (agent) {
+          const applied = this.reservations.apply(f, offers, op, index, pool)
+          pool = applied.pool
+          stores.push(applied.stored)
+        }
         continue
       }
       for (const spec of op.tasks) {
@@ -793,6 +798,7 @@ export class Master {
       void this.launch(agentId, launched)
     }
     this.scheduleAllocation()
+    if (stores.length > 0) await this.reservations.acceptStored(stores, agentId)
     return { ok: true }
   }
 

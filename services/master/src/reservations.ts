@@ -290,18 +290,29 @@ export class Reservations {
     checkOperations(pool, operations, this.book(agentId), this.context(f, offers), takeForTask(offers))
   }
 
-  /** Applies one (checked) operation of an ACCEPT to its offers' resources and to the agent; returns what is left. */
-  apply(f: FrameworkEntry, offers: readonly Offer[], op: ReservationOperation, index: number, pool: Resource[]): Resource[] {
+  /**
+   * Applies one (checked) operation of an ACCEPT to its offers' resources and to the agent;
+   * returns what is left, and whether the change was stored in the registry (the ACCEPT is
+   * answered once it is, as an operator's call is).
+   */
+  apply(f: FrameworkEntry, offers: readonly Offer[], op: ReservationOperation, index: number, pool: Resource[]): { pool: Resource[]; stored: Promise<boolean> } {
     const agentId = offers[0]!.agentId
     try {
       const step = stepOf(op, `ACCEPT operations[${index}] (${op.type})`, pool, this.book(agentId), this.context(f, offers))
-      void this.commit(agentId, step)
+      const stored = this.commit(agentId, step)
       this.host.log.info({ frameworkId: f.info.id, agentId, op: op.type, resources: formatResources(step.converted) }, 'reservation operation applied')
-      return convert(pool, step.consumed, step.converted) ?? pool
+      return { pool: convert(pool, step.consumed, step.converted) ?? pool, stored }
     } catch (err) {
       // checked before: only a launch that took more than foreseen gets here (Mesos drops the operation)
       this.host.log.warn({ frameworkId: f.info.id, agentId, op: op.type, err: (err as Error).message }, 'reservation operation dropped')
-      return pool
+      return { pool, stored: Promise.resolve(true) }
+    }
+  }
+
+  /** Answers an ACCEPT once its reservation operations are stored (a new leader would not know them otherwise). */
+  async acceptStored(stores: ReadonlyArray<Promise<boolean>>, agentId: string): Promise<void> {
+    if (!(await Promise.all(stores)).every(Boolean)) {
+      throw new RegattaError('NOT_LEADER', `ACCEPT: the reservation operations on agent ${agentId} could not be stored in the registry (this master stopped leading, or the registry refused the write); offers show what the leader knows`)
     }
   }
 

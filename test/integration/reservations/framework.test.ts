@@ -5,7 +5,8 @@
 // leader knows the reservations.
 import t from 'tap'
 import type { TapTest } from '../../helpers/tap-types.js'
-import type { Offer, Resource } from '../../../shared/protocol/index.js'
+import { Buckets, CallReply, Subjects, type Offer, type Resource } from '../../../shared/protocol/index.js'
+import { request } from '../../../shared/nats/index.js'
 import { RegattaError } from '../../../shared/errors/index.js'
 import { silentLogger } from '../../../shared/log/index.js'
 import { scalar } from '../../../shared/resources/index.js'
@@ -147,4 +148,25 @@ t.test('Checks that a new leader knows the reservations and offers them to their
   t.same(reservedIn(view.resources), [{ name: 'cpus', scalar: 1.5, role: 'ci' }, { name: 'disk', scalar: 500, role: 'ci' }], 'the reservation is there after the failover')
   const again = await ci.nextOffer((o) => reservedIn(o.resources).length > 0)
   t.equal(scalar(reservedIn(again.resources), 'cpus'), 1.5, 'and offered to ci')
+})
+
+t.test('Checks that an ACCEPT with RESERVE is answered only once its reservation is stored in the registry, and refused when it cannot be', async (t) => {
+  const cluster = await newCluster(t)
+  const ci = await cluster.framework({ name: 'ci', roles: ['ci'] })
+  const offer = await ci.nextOffer()
+  // a sealed stream takes no more writes: the registry cannot store anything from now on
+  const nc = await cluster.connect('sealer')
+  const jsm = await nc.jetstreamManager()
+  const name = `KV_${Buckets.registry}`
+  const info = await jsm.streams.info(name)
+  // (nats.js's update type has no `sealed`: the JetStream API request itself)
+  const sealed = JSON.parse(new TextDecoder().decode((await nc.request(`$JS.API.STREAM.UPDATE.${name}`, new TextEncoder().encode(JSON.stringify({ ...info.config, sealed: true })))).data)) as { config?: { sealed?: boolean }; error?: unknown }
+  t.equal(sealed.config?.sealed, true, `the registry's stream is sealed (${JSON.stringify(sealed.error ?? 'ok')})`)
+  // one raw call (the scheduler would retry a refusal, and a retry finds the offer used)
+  const accept = { type: 'ACCEPT', frameworkId: ci.scheduler.frameworkId, offerIds: [offer.id], operations: [{ type: 'RESERVE', resources: [{ name: 'cpus', scalar: 1, role: 'ci' }] }] }
+  const started = Date.now()
+  const err = await request(nc, Subjects.schedulerCall, accept, CallReply, 30_000).then(() => undefined, (e: unknown) => e as RegattaError)
+  t.ok(err, `the ACCEPT was not answered ok while its reservation could not be stored (${Date.now() - started} ms)`)
+  t.equal(err?.code, 'NOT_LEADER', 'it was refused NOT_LEADER')
+  t.match(err?.message ?? '', /reservation operations on agent agent-1 could not be stored/, 'saying what was not stored')
 })
