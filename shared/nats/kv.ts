@@ -6,11 +6,16 @@ import type { KV, KvOptions, NatsConnection } from 'nats'
  * two processes opening a new bucket at the same moment (two CI replicas starting) race, and the
  * loser is told "already in use" or "subjects overlap with an existing stream": it then opens
  * the bucket the other made.
+ *
+ * Reads go to the stream's leader (`allow_direct: false`), even on buckets made with direct
+ * gets: nats-server lets any replica answer a direct get, and a replica that lags (a node just
+ * back from a partition) answers with an old value or none. A new master loading the registry,
+ * or a CI replica resuming runs, must read what the last leader wrote.
  */
 export async function openKv(nc: NatsConnection, bucket: string, opts: Partial<KvOptions> = {}): Promise<KV> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await nc.jetstream().views.kv(bucket, opts)
+      return await nc.jetstream().views.kv(bucket, { allow_direct: false, ...opts })
     } catch (err) {
       if (attempt >= 5 || !/already in use|overlap/i.test((err as Error).message)) throw err
       await new Promise((r) => setTimeout(r, 20 * attempt))

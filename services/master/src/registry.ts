@@ -7,6 +7,7 @@ import { AgentInfo, FrameworkInfo, Buckets, Resource, validate } from '../../../
 import type { Logger } from '../../../shared/log/index.js'
 import type { RoleConfig } from './allocator/types.js'
 import { openKv } from '../../../shared/nats/kv.js'
+import { kvKeys } from '../../../shared/nats/index.js'
 
 export const AgentRecord = Type.Object({
   info: AgentInfo,
@@ -69,9 +70,8 @@ export class Registry {
     await this.open()
     const kv = this.kv!
     const out: RegistryContents = { agents: [], frameworks: [], roles: new Map(), reservations: new Map() }
-    const keys: string[] = []
-    for await (const k of await kv.keys()) keys.push(k)
-    for (const k of keys) {
+    // one stream info request (kv.keys() follows a consumer until nothing is pending)
+    for (const k of await kvKeys(this.nc, Buckets.registry)) {
       const e = await kv.get(k)
       if (!e || e.operation !== 'PUT') continue
       try {

@@ -52,3 +52,35 @@ t.test('Checks that openKv opens a new bucket from many connections at once (the
     t.equal((await (opened[5] as PromiseFulfilledResult<Awaited<ReturnType<typeof openKv>>>).value.get('k'))?.string(), 'v', `${bucket}: one bucket, seen by all`)
   }
 })
+
+t.test('Checks that a bucket opened with openKv reads from the stream leader, never by direct get (which any replica, lagging or not, may answer), even when the bucket allows direct gets', async (t) => {
+  const { openKv } = await import('../../../shared/nats/index.js')
+  const server = await startNatsServer()
+  t.teardown(() => server.stop())
+  const nc = await server.connect()
+  const spy = await server.connect()
+  t.teardown(() => Promise.all([nc.close(), spy.close()]))
+  // made by an older Regatta (nats.js's default: direct gets allowed on the stream)
+  const made = await nc.jetstream().views.kv('direct-test', { history: 1, allow_direct: true })
+  t.equal((await made.status()).streamInfo.config.allow_direct, true, 'the bucket allows direct gets')
+  await made.put('run.r1', new TextEncoder().encode('{"state":"running"}'))
+
+  const seen: string[] = []
+  spy.subscribe('$JS.API.DIRECT.GET.>', { callback: (_e, m) => seen.push(m.subject) })
+  spy.subscribe('$JS.API.STREAM.MSG.GET.>', { callback: (_e, m) => seen.push(m.subject) })
+  await spy.flush()
+  const control = await made.get('run.r1')
+  t.equal(control?.string(), '{"state":"running"}', 'control: nats.js\'s own handle reads the value')
+  await spy.flush()
+  await new Promise((r) => setTimeout(r, 50))
+  t.ok(seen.some((s) => s.startsWith('$JS.API.DIRECT.GET.')), `control: and it read by direct get (${seen.join(', ')})`)
+
+  seen.length = 0
+  const kv = await openKv(nc, 'direct-test', { history: 1 })
+  t.equal((await kv.get('run.r1'))?.string(), '{"state":"running"}', 'openKv\'s handle reads the value')
+  t.equal(await kv.get('run.none'), null, 'and a missing key as none')
+  await spy.flush()
+  await new Promise((r) => setTimeout(r, 50))
+  t.same(seen.filter((s) => s.startsWith('$JS.API.DIRECT.GET.')), [], 'no direct get')
+  t.same([...new Set(seen)], ['$JS.API.STREAM.MSG.GET.KV_direct-test'], 'every read asked the stream leader')
+})
