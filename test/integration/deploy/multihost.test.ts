@@ -524,8 +524,8 @@ t.test('Checks that three hosts in network namespaces survive cutting the leader
   }
   t.same(overlaps, [], `no two masters led at once (${events.filter((e) => e.up).length} elections: ${events.filter((e) => e.up).map((e) => e.id).join(' -> ')})`)
   // run 2 as it ended, job by job (attempt numbers included: a job run again, even to success,
-  // changes them). Reads are retried while the rejoined replica catches up: a read answered by
-  // it can miss the run for a while (nats-server 2.9 lets any replica answer direct gets).
+  // changes them). Reads ask the stream's leader (openKv turns direct gets off, which a rejoined
+  // replica answered with an old value); they are retried while a stream election goes on.
   const ended = (r: RunView | undefined): string => JSON.stringify(r && { state: r.state, jobs: r.jobs.map((j) => [j.id, j.state, j.attempt]) })
   const reads: string[] = []
   const run2After = await waitFor('run 2 read back after the rejoin', 30_000, async () => {
