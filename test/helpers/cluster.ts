@@ -12,7 +12,7 @@ import { parseResources } from '../../shared/resources/index.js'
 import { Master, type MasterConfig } from '../../services/master/src/master.js'
 import { runMaster, type RunningMaster } from '../../services/master/src/main.js'
 import { httpAuthFrom, type HttpAuth, type HttpTls } from '../../shared/http/index.js'
-import { Agent } from '../../services/agent/src/agent.js'
+import { Agent, type AgentOptions } from '../../services/agent/src/agent.js'
 import type { Containerizer } from '../../services/agent/src/containerizer/types.js'
 import type { OversubscriptionOptions } from '../../services/agent/src/oversubscription/index.js'
 import { freePort, startNatsServer, type NatsServer } from './nats-server.js'
@@ -35,7 +35,7 @@ export interface TestCluster {
   agents: Agent[]
   connect(name: string): Promise<NatsConnection>
   startMaster(id?: string, config?: Partial<MasterConfig>): Promise<Master>
-  startAgent(o: { containerizer: Containerizer; resources?: string; pool?: string; id?: string; workDir?: string; oversubscription?: OversubscriptionOptions }): Promise<Agent>
+  startAgent(o: { containerizer: Containerizer; resources?: string; pool?: string; id?: string; workDir?: string; oversubscription?: OversubscriptionOptions; options?: Partial<AgentOptions> }): Promise<Agent>
   framework(info?: Partial<FrameworkInfo>): Promise<RecordingFramework>
   stop(): Promise<void>
 }
@@ -75,6 +75,7 @@ export async function startCluster(): Promise<TestCluster> {
         attributes: {}, containerizer: o.containerizer, logger: silentLogger(),
         defaultImage: 'regatta/busybox:latest', sandboxRetentionMs: 0, ...(o.id ? { id: o.id } : {}),
         ...(o.oversubscription ? { oversubscription: o.oversubscription } : {}),
+        ...o.options,
       })
       await agent.start()
       cluster.agents.push(agent)

@@ -67,6 +67,13 @@ export interface AgentOptions {
   /** Replicas of the cache and artifact buckets when the agent creates them (default 1). */
   objectStoreReplicas?: number
   /**
+   * How long a task's end waits for its output to be stored (default 30 s), and how long the
+   * rest is still tried after that, in the background (default 10 min): output of a host cut
+   * off from the NATS cluster reaches the job's log once the host is back.
+   */
+  outputFlushMs?: number
+  outputLateMs?: number
+  /**
    * Oversubscription: estimate what the non-revocable tasks leave unused and send it as
    * revocable on heartbeats; preempt revocable tasks when it is needed back. Absent: off.
    */
@@ -112,6 +119,8 @@ const ENDED_RETENTION_MS = 120_000
 const ENDED_MAX = 10_000
 /** How long a task's end waits for its output to be stored in JetStream (a stall of the stream). */
 const OUTPUT_FLUSH_MS = 30_000
+/** How long output not stored by then is still tried, after the end was reported. */
+const OUTPUT_LATE_MS = 10 * 60_000
 
 const key = (frameworkId: string, taskId: string): string => `${frameworkId}\u0000${taskId}`
 
@@ -292,6 +301,7 @@ export class Agent {
     this.leaderSub?.unsubscribe()
     // output not stored yet stays in the sandbox files (a restarted agent does not publish it again)
     for (const t of this.tasks.values()) t.output?.close()
+    for (const out of this.lateOutput) out.close()
     // let updates in flight be stored, for a bounded time: those still being checkpointed are
     // handed to the sender first
     let timer: NodeJS.Timeout | undefined
@@ -602,14 +612,33 @@ export class Agent {
       }
     }
     t.endOutput?.()
-    // the end is reported once the output is stored (the log then has all of it), or given up
-    // on after a while (it stays in the sandbox files)
-    if (t.output && !(await t.output.flush(OUTPUT_FLUSH_MS))) {
-      this.log.warn({ taskId: t.info.taskId }, `task output not all stored after ${OUTPUT_FLUSH_MS / 1000} s: its end is reported anyway`)
+    // the end is reported once the output is stored (the log then has all of it), or after a
+    // while: the rest is then still tried in the background (a host cut off from the NATS
+    // cluster stores it once it is back) and stays in the sandbox files in any case
+    const flushMs = this.o.outputFlushMs ?? OUTPUT_FLUSH_MS
+    if (t.output && !(await t.output.flush(flushMs))) {
+      this.log.warn({ taskId: t.info.taskId }, `task output not all stored after ${flushMs / 1000} s: its end is reported now, the rest is still tried`)
+      this.storeLate(t.info.taskId, t.output)
+    } else {
+      t.output?.close()
     }
-    t.output?.close()
     this.update(t, end.state, end.extra)
     this.cleanup(t)
+  }
+
+  /** Output of ended tasks still being stored after their end was reported (closed at stop). */
+  private readonly lateOutput = new Set<OutputPublisher>()
+
+  /** Keeps storing an ended task's output for a while, then gives up on the rest. */
+  private storeLate(taskId: string, out: OutputPublisher): void {
+    this.lateOutput.add(out)
+    const lateMs = this.o.outputLateMs ?? OUTPUT_LATE_MS
+    void out.flush(lateMs).then((stored) => {
+      this.lateOutput.delete(out)
+      out.close()
+      if (stored) this.log.info({ taskId }, 'the rest of the task\'s output was stored after its end')
+      else if (!this.stopped) this.log.warn({ taskId }, `task output not all stored ${lateMs / 60_000} min after its end: the rest is only in its sandbox files`)
+    })
   }
 
   /** Before the container starts: the task's cache, restored into its workspace. Never throws. */

@@ -89,14 +89,14 @@ export class OutputPublisher {
     }
   }
 
-  /** Resolves once everything pushed so far is stored, or after `waitMs` (false then). */
+  /** Resolves once everything pushed so far is stored (true), or after `waitMs` or at close (false). */
   async flush(waitMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<false>((r) => { timer = setTimeout(() => r(false), waitMs) })
     try {
       for (;;) {
         const f = this.flight
-        if (!f) return true
+        if (!f) return this.queue.length === 0
         if (await Promise.race([f.then(() => true as const), timeout]) === false) return false
       }
     } finally {

@@ -98,17 +98,42 @@ export class LogArchive {
 
   /** Copies an ended task's output from JetStream; false when it had none. */
   async archive(frameworkId: string, taskId: string): Promise<boolean> {
-    const text = await taskOutputText(this.nc, frameworkId, taskId)
+    let text = ''
+    let chunks = 0
+    for await (const chunk of taskOutput(this.nc, frameworkId, taskId)) {
+      text += chunk.data
+      chunks++
+    }
     if (text.length === 0) return false
-    await (await this.bucket()).putBlob({ name: taskId }, new TextEncoder().encode(text))
+    // how many messages it was made of: more in JetStream later means output came after it
+    await (await this.bucket()).putBlob({ name: taskId, description: `${CHUNKS}${chunks}` }, new TextEncoder().encode(text))
     return true
   }
 
   /** The archived output of a task, or undefined when it is not (or not yet) archived. */
   async read(taskId: string): Promise<string | undefined> {
-    const blob = await (await this.bucket()).getBlob(taskId).catch(() => null)
-    return blob ? new TextDecoder().decode(blob) : undefined
+    return (await this.readArchived(taskId))?.text
   }
+
+  /** The archived output and how many output messages it was made of (unknown for older archives). */
+  async readArchived(taskId: string): Promise<{ text: string; chunks?: number } | undefined> {
+    const os = await this.bucket()
+    const info = await os.info(taskId).catch(() => null)
+    if (!info || info.deleted) return undefined
+    const blob = await os.getBlob(taskId).catch(() => null)
+    if (!blob) return undefined
+    const chunks = info.description?.startsWith(CHUNKS) ? Number(info.description.slice(CHUNKS.length)) : NaN
+    return { text: new TextDecoder().decode(blob), ...(Number.isInteger(chunks) ? { chunks } : {}) }
+  }
+}
+
+/** The archived log's description: the number of output messages it holds. */
+const CHUNKS = 'chunks:'
+
+/** How many output messages JetStream keeps for a task (one stream info request). */
+async function storedChunks(nc: NatsConnection, frameworkId: string, taskId: string): Promise<number> {
+  const info = await (await nc.jetstreamManager()).streams.info(Streams.output, { subjects_filter: Subjects.taskOutputAnyAgent(frameworkId, taskId) })
+  return Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0)
 }
 
 /** The last line of an attempt's log: how it ended and why. */
@@ -121,9 +146,20 @@ export function endLine(a: AttemptRecord): string {
   return `::regatta attempt ${a.attempt} ${how[a.outcome]}${detail ? ` (${detail})` : ''}`
 }
 
-/** A task's log as text: archived, else from JetStream, followed by its end line once it ended. */
+/**
+ * A task's log as text: archived, else from JetStream, followed by its end line once it ended.
+ * Output can reach JetStream after the task's end was reported and its log archived (its agent
+ * could not store it in time: a stream stalled, a host cut off from the NATS cluster, which
+ * stores the rest once it is back): while JetStream keeps more messages of the task than the
+ * archive was made of, the log is read from JetStream.
+ */
 export async function attemptLogText(nc: NatsConnection, archive: LogArchive, frameworkId: string, taskId: string, ended?: AttemptRecord): Promise<string> {
-  let text = (await archive.read(taskId)) ?? await taskOutputText(nc, frameworkId, taskId)
+  const archived = await archive.readArchived(taskId)
+  let text = archived?.text ?? await taskOutputText(nc, frameworkId, taskId)
+  if (archived) {
+    const later = await storedChunks(nc, frameworkId, taskId).catch(() => 0)
+    if (later > (archived.chunks ?? Infinity)) text = await taskOutputText(nc, frameworkId, taskId).catch(() => archived.text)
+  }
   if (ended) text += `${text.length > 0 && !text.endsWith('\n') ? '\n' : ''}${endLine(ended)}\n`
   return text
 }

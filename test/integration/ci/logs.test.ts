@@ -65,3 +65,31 @@ t.test('Checks that the end line says how an attempt ended, with exit code, reas
   t.equal(endLine({ ...base, outcome: 'timedOut', exitCode: null, reason: 'timeout', message: null }), '::regatta attempt 2 timed out (timeout)')
   t.equal(endLine({ ...base, outcome: 'succeeded', exitCode: 0, reason: null, message: null }), '::regatta attempt 2 succeeded (exit code 0)')
 })
+
+t.test('Checks that output stored after the log was archived (its agent could not store it in time) is in the log while JetStream keeps it, and the archive is read after', async (t) => {
+  const nc = await nats.connect()
+  const archive = new LogArchive(nc)
+  const attempt = (taskId: string, outcome: 'lost' | 'succeeded') => ({ attempt: 1, taskId, launchedAt: 1, startedAt: 2, finishedAt: 3, outcome, exitCode: outcome === 'succeeded' ? 0 : null, reason: outcome === 'lost' ? 'AGENT_GONE' : null, message: null })
+  for (const taskId of ['task-lost', 'task-ok']) {
+    publish(nc, taskId, ['before the stall\n'])
+    await nc.flush()
+    t.equal(await archive.archive('fw-1', taskId), true, `${taskId}: archived when its end was reported`)
+    // the rest arrives once the stream takes the agent's output again
+    publish(nc, taskId, ['after the stall\n'], 1)
+    await nc.flush()
+  }
+  t.equal(await archive.read('task-ok'), 'before the stall\n', 'control: the archive has only what was stored at the end')
+  t.equal(await attemptLogText(nc, archive, 'fw-1', 'task-lost', attempt('task-lost', 'lost')),
+    'before the stall\nafter the stall\n::regatta attempt 1 was lost (AGENT_GONE)\n', 'a lost attempt\'s log has all its output')
+  t.equal(await attemptLogText(nc, archive, 'fw-1', 'task-ok', attempt('task-ok', 'succeeded')),
+    'before the stall\nafter the stall\n::regatta attempt 1 succeeded (exit code 0)\n', 'so has a succeeded one\'s')
+  await (await nc.jetstreamManager()).streams.purge(Streams.output, { filter: Subjects.taskOutputAnyAgent('fw-1', 'task-lost') })
+  t.equal(await attemptLogText(nc, archive, 'fw-1', 'task-lost', attempt('task-lost', 'lost')),
+    'before the stall\n::regatta attempt 1 was lost (AGENT_GONE)\n', 'once JetStream has dropped it, the archive')
+  // an archive made before archives said how many messages they hold is read as it is
+  publish(nc, 'task-old', ['old\n'])
+  await nc.flush()
+  const os = await nc.jetstream().views.os('regatta-logs')
+  await os.putBlob({ name: 'task-old' }, new TextEncoder().encode('archived\n'))
+  t.equal(await attemptLogText(nc, archive, 'fw-1', 'task-old'), 'archived\n', 'an archive without its count is read as it is')
+})
