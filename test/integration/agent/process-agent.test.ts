@@ -154,11 +154,12 @@ t.test('Checks that a command that does not exist fails the launch with the reas
 t.test('Checks that the output is in the sandbox stdout file when the task ends, and the sandbox goes after its retention', async (t) => {
   await launchOn('proc-brief', 'brief-1', 'echo kept for a while')
   const end = await fw.terminal('brief-1')
-  const endedAt = Date.now()
+  // from the agent's stamp on the update (it reaches the framework some ms later)
+  const endedAt = end.timestamp
   t.equal(end.state, 'FINISHED')
   const sandbox = sandboxOf(brief.workDir, 'brief-1')
   t.equal(await fileWith(join(sandbox, 'stdout'), /kept/), 'kept for a while\n', 'the output is there when FINISHED arrives')
   await waitUntil('the sandbox removed', () => stat(sandbox).then(() => false, () => true), RETENTION_MS + 5_000)
   const after = Date.now() - endedAt
-  t.ok(after >= RETENTION_MS - 300, `removed ${after} ms after the end, not before the retention (${RETENTION_MS} ms)`)
+  t.ok(after >= RETENTION_MS, `removed ${after} ms after the end, not before the retention (${RETENTION_MS} ms)`)
 })
