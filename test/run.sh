@@ -42,6 +42,6 @@ if [ "$rc" -ne 0 ]; then
     }
     want && !inyaml { want = 0 }
   ' "$log" | head -n 400
-  grep -E "^# (\{ total|time=)" "$log" | tail -n 4
+  grep -aE "^# (\{ total|time=)" "$log" | tail -n 4
 fi
 exit "$rc"
