@@ -12,10 +12,10 @@ import type { KV, KvOptions, NatsConnection } from 'nats'
  * back from a partition) answers with an old value or none. A new master loading the registry,
  * or a CI replica resuming runs, must read what the last leader wrote.
  */
-export async function openKv(nc: NatsConnection, bucket: string, opts: Partial<KvOptions> = {}): Promise<KV> {
+export async function openKv(nc: NatsConnection, bucket: string, opts: Partial<KvOptions> = {}, requestTimeoutMs?: number): Promise<KV> {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await nc.jetstream().views.kv(bucket, { allow_direct: false, ...opts })
+      return await nc.jetstream(requestTimeoutMs ? { timeout: requestTimeoutMs } : undefined).views.kv(bucket, { allow_direct: false, ...opts })
     } catch (err) {
       if (attempt >= 5 || !/already in use|overlap/i.test((err as Error).message)) throw err
       await new Promise((r) => setTimeout(r, 20 * attempt))

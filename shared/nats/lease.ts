@@ -60,10 +60,15 @@ export class LeaderLease {
   }
 
   async start(): Promise<void> {
-    this.kv = await openKv(this.o.nc, this.o.bucket, { ttl: this.o.ttlMs, history: 1, replicas: this.o.replicas ?? 1 })
+    // A refresh sent while the bucket's stream has no leader (an election: a node rejoining the
+    // cluster starts them) is never answered; a short request timeout lets the next one go out
+    // soon after the stream is back, rather than up to 5 s later, so a stall of several seconds
+    // does not cost the lease.
+    const requestTimeoutMs = Math.min(5_000, Math.max(500, Math.floor(this.o.ttlMs / 4)))
+    this.kv = await openKv(this.o.nc, this.o.bucket, { ttl: this.o.ttlMs, history: 1, replicas: this.o.replicas ?? 1 }, requestTimeoutMs)
     await this.tick()
-    // Contend or refresh several times per TTL: expiry makes no watch event on nats-server 2.9.
-    this.timer = this.clock.setInterval(() => void this.tick(), Math.max(50, Math.floor(this.o.ttlMs / 4)))
+    // Contend or refresh many times per TTL: expiry makes no watch event on nats-server 2.9.
+    this.timer = this.clock.setInterval(() => void this.tick(), Math.max(50, Math.floor(this.o.ttlMs / 8)))
   }
 
   private value(): Uint8Array {
@@ -116,15 +121,38 @@ export class LeaderLease {
     }
   }
 
-  private async refresh(): Promise<void> {
+  private async refresh(again = true): Promise<void> {
     const kv = this.kv!
     try {
       this.revision = await kv.update(this.key, this.value(), this.revision)
       this.lastRefreshOk = this.clock.now()
     } catch (err) {
       const msg = (err as Error).message
-      if (/wrong last sequence|key not found/i.test(msg)) this.demote(`lease lost: ${msg}`)
+      if (/wrong last sequence|key not found/i.test(msg)) {
+        // a refresh that timed out may have been stored after all: then the key is still ours
+        // (our id and epoch), at a newer revision, and nobody else has written it since
+        if (await this.stillOurs()) {
+          if (again) await this.refresh(false)
+          return
+        }
+        this.demote(`lease lost: ${msg}`)
+      }
       // else: a transient error; the deadline check above demotes if it lasts
+    }
+  }
+
+  /** Whether the key holds this holder's own last write (then its revision is taken up). */
+  private async stillOurs(): Promise<boolean> {
+    try {
+      const e = await this.kv!.get(this.key)
+      if (!e || e.operation !== 'PUT' || e.revision <= this.revision) return false
+      const v = JSON.parse(new TextDecoder().decode(e.value)) as { id?: string; epoch?: number }
+      if (v.id !== this.o.holderId || v.epoch !== this.epochValue) return false
+      this.o.logger.debug({ epoch: this.epochValue, revision: e.revision }, 'a refresh that timed out was stored: lease kept')
+      this.revision = e.revision
+      return true
+    } catch {
+      return false
     }
   }
 

@@ -133,6 +133,32 @@ t.test('Checks that a leader whose key was overwritten is demoted and is elected
   t.equal(a!.lease.isLeader, true)
 })
 
+t.test('Checks that a refresh stored after its request timed out keeps the lease (the key still holds the holder\'s own id and epoch), while another holder\'s write still takes it', async (t) => {
+  const ttl = 1_200
+  // a's timers run only when the test advances its clock: its refreshes happen on cue
+  const clock = new ManualClock()
+  const { list: [a], kv } = await contenders(t, ttl, [{ id: 'a', clock }])
+  await a!.lease.start()
+  t.equal(a!.lease.isLeader, true)
+  const epoch = a!.lease.epoch
+  // a refresh of a's, stored, whose answer a never got: the same value at a newer revision
+  const own = (await kv.get('leader'))!
+  const value = JSON.parse(new TextDecoder().decode(own.value)) as { id: string; epoch?: number }
+  t.same({ id: value.id, epoch: value.epoch }, { id: 'a', epoch }, 'the key holds a\'s id and epoch')
+  await kv.update('leader', own.value, own.revision)
+  clock.advance(ttl / 8)
+  await waitUntil('a to refresh past it', async () => ((await kv.get('leader'))?.revision ?? 0) >= own.revision + 2, 5_000)
+  t.same(a!.demoted, [], 'a was not demoted: the write it did not hear of was its own')
+  t.equal(a!.lease.isLeader, true, 'and still leads')
+  t.equal(a!.lease.epoch, epoch, 'with the same epoch')
+  // control: the same with another holder's id is a lost lease
+  const now = (await kv.get('leader'))!
+  await kv.update('leader', new TextEncoder().encode(JSON.stringify({ id: 'b', epoch, info: {} })), now.revision)
+  clock.advance(ttl / 8)
+  await waitUntil('a demoted', () => a!.demoted.length > 0, 5_000)
+  t.match(a!.demoted[0]!.reason, /lease lost/, 'another holder\'s write takes the lease from a')
+})
+
 t.test('Checks that a standby reports the leader\'s epoch (the revision it won at), not the latest refresh', async (t) => {
   const ttl = 1_000
   const { list: [a, b], kv } = await contenders(t, ttl, [{ id: 'a' }, { id: 'b' }])
