@@ -119,7 +119,8 @@ t.test('Checks that a kill during a hung checkout ends the task KILLED at once, 
   const ms = Date.now() - killedAt
   t.equal(end.state, 'KILLED', JSON.stringify(end))
   t.equal(end.message, 'killed during its checkout')
-  t.ok(ms < 2_000, `KILLED ${ms} ms after the kill`)
+  // without the abort the kill would wait for the hung checkout, which never ends by itself
+  t.ok(ms < 5_000, `KILLED ${ms} ms after the kill`)
   t.comment(`KILLED ${ms} ms after the kill; git processes before it: ${pids.length}`)
   t.same(await gitProcessesFor(remote.port), [], 'no git process (nor helper) is left')
   await until('the sandbox to be removed', async () => !(await exists(sandbox)), 5_000)
