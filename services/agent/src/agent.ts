@@ -631,6 +631,11 @@ export class Agent {
 
   /** Keeps storing an ended task's output for a while, then gives up on the rest. */
   private storeLate(taskId: string, out: OutputPublisher): void {
+    // a stopped agent stores nothing more (and keeps no retry loop alive)
+    if (this.stopped) {
+      out.close()
+      return
+    }
     this.lateOutput.add(out)
     const lateMs = this.o.outputLateMs ?? OUTPUT_LATE_MS
     void out.flush(lateMs).then((stored) => {

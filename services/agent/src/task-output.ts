@@ -92,7 +92,8 @@ export class OutputPublisher {
   /** Resolves once everything pushed so far is stored (true), or after `waitMs` or at close (false). */
   async flush(waitMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined
-    const timeout = new Promise<false>((r) => { timer = setTimeout(() => r(false), waitMs) })
+    // the wait alone never keeps the process alive (a stopping agent)
+    const timeout = new Promise<false>((r) => { timer = setTimeout(() => r(false), waitMs); timer.unref() })
     try {
       for (;;) {
         const f = this.flight
