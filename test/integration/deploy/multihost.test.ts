@@ -47,7 +47,7 @@ const CI_PORT = 8080
  */
 const NATS_EXTRA = process.env.REGATTA_MULTIHOST_NATS_EXTRA ?? ''
 const LEADER_MOVED = 'when the cut node rejoins, its streams\' raft elections stall the replicated lease bucket longer than the lease TTL allows (0.8 × 10 s), so the leader loses the lease and a master (itself or another) takes it again with a newer epoch'
-const LOG_LOSS = 'output of jobs that ran while the NATS cluster stalled after the cut is missing from their logs'
+const LOG_LOSS = 'a job\'s log cannot be read (the read times out) while the output stream elects a leader after the cut, or it lacks the attempt that ran on the cut host'
 
 const skip = netnsUnavailable()
 
