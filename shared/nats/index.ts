@@ -9,7 +9,7 @@ import { RegattaError, isWireError } from '../errors/index.js'
 import { decode, encode, validate } from '../protocol/codec.js'
 import { Consumers, Streams, Subjects } from '../protocol/subjects.js'
 import { requesterFor } from './requester.js'
-export { openKv } from './kv.js'
+export { kvKeys, openKv } from './kv.js'
 import { inboxPrefixFor } from './auth.js'
 import type { Logger } from '../log/index.js'
 
@@ -299,17 +299,3 @@ export { JetStreamPublisher } from './publisher.js'
 export { StatusUpdateSender } from './update-sender.js'
 export { Requester, requesterFor } from './requester.js'
 export * from './auth.js'
-
-/**
- * The keys of a KV bucket under `filter` (e.g. `run.>`), from one stream info request. nats.js's
- * `kv.keys()` follows an ordered consumer until nothing is pending, which can go on for as long
- * as the bucket is being written (runs stored while a list is asked for); this answers at once.
- * A deleted key is still listed (its delete marker is a message): callers read each key and skip
- * what is not a value.
- */
-export async function kvKeys(nc: NatsConnection, bucket: string, filter = '>'): Promise<string[]> {
-  const prefix = `$KV.${bucket}.`
-  const info = await (await nc.jetstreamManager()).streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` })
-  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length))
-}
-

@@ -1,4 +1,4 @@
-// Opening KV buckets safely when several processes start at once.
+// KV buckets: opening them safely when several processes start at once, and listing their keys.
 import type { KV, KvOptions, NatsConnection } from 'nats'
 
 /**
@@ -21,4 +21,17 @@ export async function openKv(nc: NatsConnection, bucket: string, opts: Partial<K
       await new Promise((r) => setTimeout(r, 20 * attempt))
     }
   }
+}
+
+/**
+ * The keys of a KV bucket under `filter` (e.g. `run.>`), from one stream info request. nats.js's
+ * `kv.keys()` follows an ordered consumer until nothing is pending, which can go on for as long
+ * as the bucket is being written (runs stored while a list is asked for); this answers at once.
+ * A deleted key is still listed (its delete marker is a message): callers read each key and skip
+ * what is not a value.
+ */
+export async function kvKeys(nc: NatsConnection, bucket: string, filter = '>'): Promise<string[]> {
+  const prefix = `$KV.${bucket}.`
+  const info = await (await nc.jetstreamManager()).streams.info(`KV_${bucket}`, { subjects_filter: `${prefix}${filter}` })
+  return Object.keys(info.state.subjects ?? {}).map((subject) => subject.slice(prefix.length))
 }

@@ -117,13 +117,14 @@ export class LogArchive {
 
   /** The archived output and how many output messages it was made of (unknown for older archives). */
   async readArchived(taskId: string): Promise<{ text: string; chunks?: number } | undefined> {
-    const os = await this.bucket()
-    const info = await os.info(taskId).catch(() => null)
-    if (!info || info.deleted) return undefined
-    const blob = await os.getBlob(taskId).catch(() => null)
-    if (!blob) return undefined
-    const chunks = info.description?.startsWith(CHUNKS) ? Number(info.description.slice(CHUNKS.length)) : NaN
-    return { text: new TextDecoder().decode(blob), ...(Number.isInteger(chunks) ? { chunks } : {}) }
+    // one lookup of the object's info (getBlob after info() would look it up again)
+    const got = await (await this.bucket()).get(taskId).catch(() => null)
+    if (!got || got.info.deleted) return undefined
+    const text = await new Response(got.data).text().catch(() => undefined)
+    if (text === undefined || await got.error) return undefined
+    const { description } = got.info
+    const chunks = description?.startsWith(CHUNKS) ? Number(description.slice(CHUNKS.length)) : NaN
+    return { text, ...(Number.isInteger(chunks) ? { chunks } : {}) }
   }
 }
 

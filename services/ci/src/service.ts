@@ -328,8 +328,7 @@ export class CiService {
 
   private async resumeRuns(): Promise<void> {
     const kv = this.kv!
-    const keys: string[] = []
-    keys.push(...await kvKeys(this.nc, RUNS_BUCKET, 'run.>'))
+    const keys = await kvKeys(this.nc, RUNS_BUCKET, 'run.>')
     const now = this.clock.now()
     for (const k of keys) {
       const e = await kv.get(k)
@@ -479,9 +478,7 @@ export class CiService {
   /** Every stored run, newest first. */
   async list(limit = 100): Promise<RunDocument[]> {
     const out: RunDocument[] = []
-    const keys: string[] = []
-    keys.push(...await kvKeys(this.nc, RUNS_BUCKET, 'run.>'))
-    keys.sort().reverse()
+    const keys = (await kvKeys(this.nc, RUNS_BUCKET, 'run.>')).sort().reverse()
     for (const k of keys.slice(0, limit)) {
       const doc = await this.get(k.slice('run.'.length))
       if (doc) out.push(doc)

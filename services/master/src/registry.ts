@@ -6,8 +6,7 @@ import { Type, type Static } from '@sinclair/typebox'
 import { AgentInfo, FrameworkInfo, Buckets, Resource, validate } from '../../../shared/protocol/index.js'
 import type { Logger } from '../../../shared/log/index.js'
 import type { RoleConfig } from './allocator/types.js'
-import { openKv } from '../../../shared/nats/kv.js'
-import { kvKeys } from '../../../shared/nats/index.js'
+import { kvKeys, openKv } from '../../../shared/nats/kv.js'
 
 export const AgentRecord = Type.Object({
   info: AgentInfo,
